@@ -1,0 +1,52 @@
+# NeonHub agent scheduler. `make run` starts the whole stack, `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export PORT
+
+.PHONY: run test lint format migrate install clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# A newcomer's first run: DEBUG on (so no secret is needed), SQLite, and a
+# private Redis when none answers. Ctrl-C stops every process it started.
+run: install
+	@export DEBUG=$${DEBUG:-1}; \
+	redis_pid=$$(bin/ensure-redis) || exit 1; \
+	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \
+	$(BIN)/python manage.py migrate --noinput && \
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0 && \
+	echo "NeonHub on http://127.0.0.1:$(PORT)/  (admin: /admin/, API: /api/, docs: /api/docs/)" && \
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile web worker beat
+
+# The whole suite against real Redis and the database in DATABASE_URL (SQLite
+# by default). Tests use their own Redis database number so a running stack
+# is not disturbed.
+test: install
+	@export REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}; \
+	export SECRET_KEY=$${SECRET_KEY:-test-secret-key-that-is-long-enough-for-hmac}; \
+	redis_pid=$$(bin/ensure-redis) || exit 1; \
+	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \
+	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrate: install
+	$(BIN)/python manage.py migrate
+
+clean:
+	rm -rf $(VENV) .run staticfiles .pytest_cache .coverage test_db.sqlite3*

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Priority(models.IntegerChoices):
+    LOW = 1, "Low"
+    NORMAL = 2, "Normal"
+    HIGH = 3, "High"
+    CRITICAL = 4, "Critical"
+
+
+class AIAgent(models.Model):
+    class Status(models.TextChoices):
+        IDLE = "IDLE", "Idle"
+        QUEUED = "QUEUED", "Queued"
+        RUNNING = "RUNNING", "Running"
+        ERROR = "ERROR", "Error"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="agents",
+        help_text="The user who manages this agent; only they (and staff) can see it.",
+    )
+    name = models.CharField(max_length=200, help_text="A name people recognise the agent by.")
+    agent_type = models.CharField(
+        max_length=64,
+        help_text="The registered runner that executes this agent (demo, webhook, python, ...).",
+    )
+    status = models.CharField(
+        max_length=16,
+        choices=Status.choices,
+        default=Status.IDLE,
+        help_text="Follows the agent's runs; set by the scheduler, not by hand.",
+    )
+    configuration = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Runner settings, stored and returned exactly as sent.",
+    )
+    schedule_expression = models.CharField(
+        max_length=200,
+        null=True,
+        blank=True,
+        help_text="Five-field cron expression (minute hour day-of-month month day-of-week) "
+        "or a macro such as @daily. Empty: not scheduled.",
+    )
+    schedule_enabled = models.BooleanField(
+        default=False, help_text="Untick to pause the schedule without losing it."
+    )
+    schedule_timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        help_text="IANA timezone the cron expression is read in, e.g. Europe/Berlin.",
+    )
+    priority = models.PositiveSmallIntegerField(
+        choices=Priority.choices,
+        default=Priority.NORMAL,
+        help_text="When runs must wait for a free slot, higher priorities start first.",
+    )
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="agent",
+        help_text="The beat entry that fires this agent's schedule.",
+    )
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    retry_count = models.PositiveIntegerField(
+        default=0, help_text="Failed attempts since the last success."
+    )
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "AI agent"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="agent_owner_created"),
+            models.Index(fields=["schedule_enabled"], name="agent_schedule_enabled"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_scheduled(self) -> bool:
+        return bool(self.schedule_expression)
+
+
+class ExecutionSession(models.Model):
+    """One attempt to run an agent."""
+
+    class Status(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        RUNNING = "RUNNING", "Running"
+        SUCCEEDED = "SUCCEEDED", "Succeeded"
+        FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "SCHEDULE", "Schedule"
+        MANUAL = "MANUAL", "Manual"
+        RETRY = "RETRY", "Retry"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(AIAgent, on_delete=models.CASCADE, related_name="sessions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    attempt = models.PositiveIntegerField(default=1)
+    priority = models.PositiveSmallIntegerField(
+        choices=Priority.choices,
+        default=Priority.NORMAL,
+        help_text="The agent's priority when the run was queued; orders the waiting runs.",
+    )
+    scheduled_for = models.DateTimeField(
+        help_text="The cron slot this run belongs to, or when a manual run was asked for."
+    )
+    not_before = models.DateTimeField(
+        help_text="A retry waits for its backoff: it is not started before this time."
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    success = models.BooleanField(null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    output_summary = models.TextField(blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    progress = models.PositiveSmallIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="While running, the worker keeps renewing this; past it the run is "
+        "taken as lost and its slot is reclaimed.",
+    )
+    worker = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["agent", "-created_at", "-id"], name="session_history"),
+            models.Index(
+                fields=["-priority", "created_at"],
+                condition=Q(status="QUEUED"),
+                name="session_waiting",
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="RUNNING"),
+                name="session_running_lease",
+            ),
+        ]
+        constraints = [
+            # A cron slot (and each of its retries) is recorded once, however
+            # many beat processes fire it or however often a message is resent.
+            models.UniqueConstraint(
+                fields=["agent", "scheduled_for", "attempt"],
+                condition=~Q(trigger="MANUAL"),
+                name="session_unique_slot_attempt",
+            ),
+            # The database itself guarantees one agent never runs twice at once.
+            models.UniqueConstraint(
+                fields=["agent"],
+                condition=Q(status="RUNNING"),
+                name="session_one_running_per_agent",
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=100),
+                name="session_progress_percent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} attempt {self.attempt} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED

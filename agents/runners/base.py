@@ -1,0 +1,74 @@
+"""What a runner is and what it gets when it runs.
+
+A runner is the code behind an ``agentType``. It validates its configuration
+when an agent is created or edited, and executes one attempt when a worker
+runs the agent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from rest_framework.exceptions import ValidationError
+
+
+class RunCancelled(Exception):
+    """Raised inside a run when its session was cancelled."""
+
+
+class RunFailed(Exception):
+    """A runner's way to fail an attempt with a message meant for people."""
+
+
+class RunContext(Protocol):
+    session_id: str
+    agent_id: str
+    agent_name: str
+    attempt: int
+    configuration: dict[str, Any]
+
+    def report_progress(self, percent: float, message: str = "") -> None: ...
+
+    def check_cancelled(self) -> None:
+        """Raise RunCancelled if the session has been cancelled."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, waking early (with RunCancelled) if the session is cancelled."""
+
+
+class Runner:
+    """Base class: subclasses set ``name`` and implement both methods."""
+
+    name: str = ""
+    description: str = ""
+
+    def validate_configuration(self, configuration: dict[str, Any]) -> dict[str, Any]:
+        """Return the configuration to store, or raise ValidationError."""
+        return configuration
+
+    def run(self, context: RunContext) -> str:
+        """Execute one attempt and return its output summary."""
+        raise NotImplementedError
+
+
+def config_error(field: str, message: str) -> ValidationError:
+    return ValidationError({"configuration": {field: [f"Configuration '{field}': {message}"]}})
+
+
+def expect_number(
+    configuration: dict[str, Any],
+    key: str,
+    default: float,
+    *,
+    minimum: float,
+    maximum: float,
+    integer: bool = False,
+) -> float:
+    value = configuration.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise config_error(key, "Must be a number.")
+    if integer and int(value) != value:
+        raise config_error(key, "Must be a whole number.")
+    if not minimum <= value <= maximum:
+        raise config_error(key, f"Must be between {minimum:g} and {maximum:g}.")
+    return int(value) if integer else float(value)

@@ -1,0 +1,60 @@
+"""State changes of agents. Views and the admin call these; nothing else writes agents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import QuerySet
+
+from agents.models import AIAgent, ExecutionSession
+
+
+def visible_agents(user: AbstractBaseUser) -> QuerySet[AIAgent]:
+    """Staff see every agent; everyone else only the agents they manage."""
+    agents = AIAgent.objects.all()
+    if getattr(user, "is_staff", False):
+        return agents
+    return agents.filter(owner_id=user.pk)
+
+
+def visible_sessions(user: AbstractBaseUser) -> QuerySet[ExecutionSession]:
+    sessions = ExecutionSession.objects.all()
+    if getattr(user, "is_staff", False):
+        return sessions
+    return sessions.filter(agent__owner_id=user.pk)
+
+
+def can_see_agent(user: AbstractBaseUser, agent: AIAgent) -> bool:
+    return getattr(user, "is_staff", False) or agent.owner_id == user.pk
+
+
+@transaction.atomic
+def create_agent(
+    *, owner: AbstractBaseUser, name: str, agent_type: str, configuration: dict[str, Any]
+) -> AIAgent:
+    return AIAgent.objects.create(
+        owner=owner, name=name, agent_type=agent_type, configuration=configuration
+    )
+
+
+@transaction.atomic
+def update_agent(agent: AIAgent, **changes: Any) -> AIAgent:
+    allowed = {"name", "agent_type", "configuration"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise TypeError(f"update_agent cannot change {', '.join(sorted(unknown))}")
+    for field, value in changes.items():
+        setattr(agent, field, value)
+    agent.save(update_fields=[*changes, "updated_at"])
+    return agent
+
+
+@transaction.atomic
+def delete_agent(agent: AIAgent) -> None:
+    # The beat entry must go with the agent, or beat would keep firing it.
+    from scheduling.services import remove_schedule
+
+    remove_schedule(agent)
+    agent.delete()

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import uuid
+
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+
+from agents.models import AIAgent, ExecutionSession
+from agents.services import visible_agents, visible_sessions
+
+AGENT_NOT_FOUND = "Agent not found"
+SESSION_NOT_FOUND = "Session not found"
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def get_visible_agent(request: Request, agent_id: str, *, for_update: bool = False) -> AIAgent:
+    """The agent, if this user may see it. Foreign and unknown ids look the same."""
+    pk = _as_uuid(agent_id)
+    agents = visible_agents(request.user)
+    if for_update:
+        agents = agents.select_for_update()
+    agent = agents.filter(pk=pk).first() if pk else None
+    if agent is None:
+        raise NotFound(AGENT_NOT_FOUND)
+    return agent
+
+
+def get_visible_session(request: Request, session_id: str) -> ExecutionSession:
+    pk = _as_uuid(session_id)
+    session = visible_sessions(request.user).filter(pk=pk).first() if pk else None
+    if session is None:
+        raise NotFound(SESSION_NOT_FOUND)
+    return session

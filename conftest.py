@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
+
+from neonhub.redis import get_redis
+from tests.factories import UserFactory
+
+
+@pytest.fixture(autouse=True)
+def generous_rate_limit(settings):
+    # Rate limiting has its own tests; elsewhere it would only make tests flaky.
+    settings.API_RATE_LIMIT = "100000/m"
+    settings.API_TOKEN_RATE_LIMIT = "100000/m"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def clean_rate_limit_counters():
+    redis = get_redis()
+    keys = list(redis.scan_iter("neonhub:ratelimit:*"))
+    if keys:
+        redis.delete(*keys)
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def staff_user(db):
+    return UserFactory(is_staff=True)
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+    return client
+
+
+@pytest.fixture
+def api(user) -> APIClient:
+    """An API client signed in as ``user`` with a real JWT access token."""
+    return client_for(user)
+
+
+@pytest.fixture
+def anonymous() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

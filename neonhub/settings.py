@@ -1,0 +1,341 @@
+"""Settings for the NeonHub agent scheduler.
+
+This is the only module that reads the environment. Every value has a small
+parser that fails loudly on a bad value, so a typo in a deployment stops the
+process at start instead of misbehaving later.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env_str(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = env_str(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if SECRET_KEY is None:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+PORT = env_int("PORT", 8000, minimum=1)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "channels",
+    "agents",
+    "scheduling",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "neonhub.urls"
+# Every API path answers with and without a trailing slash by its own pattern;
+# redirecting would turn a POST into a GET for some clients.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "neonhub.wsgi.application"
+ASGI_APPLICATION = "neonhub.asgi.application"
+
+# --- Database -----------------------------------------------------------------
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # web, worker and beat write to the same file at once: WAL lets readers
+    # go on during a write, the busy timeout makes writers wait instead of
+    # failing, and IMMEDIATE transactions take the write lock up front so two
+    # transactions never deadlock upgrading a read lock.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Integration tests start worker processes that must see the test data,
+    # so the test database is a file, never SQLite's private in-memory one.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Lets the stack serve its own static files without a collectstatic step in
+# development and tests.
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "/admin/login/"
+
+# --- Redis, Celery, Channels ------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+SCHEDULER_MAX_CONCURRENT = env_int("SCHEDULER_MAX_CONCURRENT", 5, minimum=1)
+SCHEDULER_MAX_RETRIES = env_int("SCHEDULER_MAX_RETRIES", 3, minimum=0)
+SCHEDULER_BACKOFF_BASE = env_int("SCHEDULER_BACKOFF_BASE", 1000, minimum=0)  # ms
+SCHEDULER_BACKOFF_MAX = env_int("SCHEDULER_BACKOFF_MAX", 300_000, minimum=0)  # ms
+SCHEDULER_CHECK_INTERVAL = env_int("SCHEDULER_CHECK_INTERVAL", 5000, minimum=100)  # ms
+SCHEDULER_STATUS_INTERVAL = env_int("SCHEDULER_STATUS_INTERVAL", 10, minimum=1)  # s
+# A run holds its concurrency slot through a lease its worker renews; a worker
+# that dies stops renewing and the slot is reclaimed once the lease expires.
+SCHEDULER_LEASE_SECONDS = env_int("SCHEDULER_LEASE_SECONDS", 30, minimum=3)
+SCHEDULER_RUN_TIMEOUT = env_int("SCHEDULER_RUN_TIMEOUT", 3600, minimum=1)  # s
+SCHEDULER_PROGRESS_MIN_INTERVAL = env_float("SCHEDULER_PROGRESS_MIN_INTERVAL", 0.25, minimum=0)
+
+_beat_interval = SCHEDULER_CHECK_INTERVAL / 1000
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "neonhub"
+# Waiting runs live in the database, ordered by priority there, and only
+# admitted runs become broker messages; so messages never wait long and the
+# visibility timeout only has to cover a retry's countdown.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": max(3600, 2 * SCHEDULER_BACKOFF_MAX // 1000 + 600),
+    "queue_order_strategy": "priority",
+    "priority_steps": list(range(10)),
+    "sep": ":",
+}
+CELERY_BEAT_SCHEDULER = "scheduling.beat:AgentScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = _beat_interval
+CELERY_BEAT_SCHEDULE = {
+    "neonhub-scheduler-tick": {
+        "task": "scheduling.tick",
+        "schedule": max(_beat_interval, 1.0),
+        "options": {"expires": max(_beat_interval, 1.0) * 2},
+    },
+    "neonhub-scheduler-status": {
+        "task": "scheduling.publish_status",
+        "schedule": float(SCHEDULER_STATUS_INTERVAL),
+        "options": {"expires": float(SCHEDULER_STATUS_INTERVAL) * 2},
+    },
+}
+DJANGO_CELERY_BEAT_TZ_AWARE = True
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": "neonhub:channels:",
+            # A browser tab that stalls for a while should not lose events:
+            # 1,000 frames of room and a message lifetime of two minutes.
+            "capacity": env_int("CHANNELS_CAPACITY", 1000, minimum=10),
+            "expiry": 120,
+            # Group membership is refreshed by each consumer well inside this.
+            "group_expiry": 86400,
+        },
+    }
+}
+
+WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 5, minimum=1)
+WS_CONNECTION_LEASE_SECONDS = env_int("WS_CONNECTION_LEASE_SECONDS", 30, minimum=2)
+WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 4096, minimum=64)
+
+# --- Agents ------------------------------------------------------------------------
+
+AGENT_RUNNERS: dict[str, str] = {
+    "demo": "agents.runners.demo.DemoRunner",
+    "webhook": "agents.runners.webhook.WebhookRunner",
+    "python": "agents.runners.python.PythonRunner",
+}
+# Deployments add their own types as "TYPE=package.module.Class,...".
+for _entry in env_list("AGENT_EXTRA_RUNNERS", []):
+    _type, _, _path = _entry.partition("=")
+    if not _type or not _path:
+        raise ImproperlyConfigured(f"AGENT_EXTRA_RUNNERS entry {_entry!r} must be TYPE=dotted.path")
+    AGENT_RUNNERS[_type.strip()] = _path.strip()
+
+AGENT_WEBHOOK_ALLOWED_HOSTS = env_list("AGENT_WEBHOOK_ALLOWED_HOSTS", [])
+AGENT_PYTHON_CALLABLES = env_list("AGENT_PYTHON_CALLABLES", [])
+
+# --- REST API ------------------------------------------------------------------------
+
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "100/15m")
+API_TOKEN_RATE_LIMIT = env_str("API_TOKEN_RATE_LIMIT", "10/m")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "agents.api.renderers.EnvelopeJSONRenderer",
+        "agents.api.renderers.EnvelopeBrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "agents.api.parsers.CamelCaseJSONParser",
+        "djangorestframework_camel_case.parser.CamelCaseFormParser",
+        "djangorestframework_camel_case.parser.CamelCaseMultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "agents.api.exceptions.envelope_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["agents.api.throttling.ApiRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+JSON_CAMEL_CASE = {
+    # Agent configuration is the user's own document: stored and returned as sent.
+    "JSON_UNDERSCOREIZE": {"ignore_fields": ("configuration",)},
+}
+
+SIMPLE_JWT = {
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "SIGNING_KEY": SECRET_KEY,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "NeonHub agent scheduler API",
+    "DESCRIPTION": "Run AI agents on cron schedules and watch them live.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "CAMELIZE_NAMES": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "drf_spectacular.contrib.djangorestframework_camel_case.camelize_serializer_fields",
+    ],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # daphne logs each request line including the query string, which for
+        # the WebSocket carries the access token.
+        "daphne.access": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+    },
+}

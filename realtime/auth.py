@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from channels.auth import AuthMiddlewareStack
+
+WebSocketAuthMiddleware = AuthMiddlewareStack

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("path", ["/api/auth/token", "/api/auth/token/"])
+def test_it_issues_tokens_in_the_envelope(anonymous, user, path):
+    response = anonymous.post(
+        path, {"username": user.username, "password": PASSWORD}, format="json"
+    )
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert set(data) == {"access", "refresh"}
+    assert response.json()["success"] is True
+
+
+def test_the_access_token_opens_the_api(anonymous, user):
+    tokens = anonymous.post(
+        "/api/auth/token", {"username": user.username, "password": PASSWORD}, format="json"
+    ).json()["data"]
+    anonymous.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert anonymous.get("/api/agents").status_code == 200
+
+
+def test_bad_credentials_are_a_401_envelope(anonymous, user):
+    response = anonymous.post(
+        "/api/auth/token", {"username": user.username, "password": "wrong"}, format="json"
+    )
+    assert response.status_code == 401
+    assert response.json()["success"] is False
+    assert response.json()["error"]
+
+
+def test_a_missing_field_is_a_400_envelope(anonymous):
+    response = anonymous.post("/api/auth/token", {"username": "x"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["details"]["password"]
+
+
+def test_it_refreshes_an_access_token(anonymous, user):
+    tokens = anonymous.post(
+        "/api/auth/token", {"username": user.username, "password": PASSWORD}, format="json"
+    ).json()["data"]
+    response = anonymous.post(
+        "/api/auth/token/refresh", {"refresh": tokens["refresh"]}, format="json"
+    )
+    assert response.status_code == 200
+    assert set(response.json()["data"]) >= {"access"}
+
+
+def test_a_bad_refresh_token_is_a_401(anonymous):
+    response = anonymous.post("/api/auth/token/refresh", {"refresh": "junk"}, format="json")
+    assert response.status_code == 401
+    assert response.json()["success"] is False
+
+
+def test_the_token_endpoint_rejects_get(anonymous):
+    response = anonymous.get("/api/auth/token")
+    assert response.status_code == 405
+    assert response.json()["success"] is False
