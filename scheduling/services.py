@@ -1,7 +1,237 @@
+"""Agent schedules and the django-celery-beat rows behind them.
+
+Each scheduled agent owns exactly one ``CrontabSchedule`` and one
+``PeriodicTask``; nothing else writes them (an edit made in the beat admin is
+mirrored back onto the agent by ``scheduling.signals``). Rows are only saved
+when something really changed, because every save makes beat's
+DatabaseScheduler reload its whole schedule.
+"""
+
 from __future__ import annotations
 
+import contextvars
+import json
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
 from agents.models import AIAgent
+from scheduling.cron import (
+    CronExpression,
+    celery_crontab_fields,
+    next_run,
+    parse_cron,
+    validate_timezone,
+)
+
+DISPATCH_TASK = "scheduling.dispatch_scheduled_run"
+PERIODIC_TASK_PREFIX = "agent:"
+
+# Set while this module writes beat rows, so the mirror in signals.py does
+# not echo our own writes back onto the agent.
+_writing_beat_rows: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "writing_beat_rows", default=False
+)
 
 
-def remove_schedule(agent: AIAgent) -> None:
+class NoSchedule(LookupError):
+    """The agent has no schedule to change."""
+
+
+@dataclass(frozen=True)
+class _Unset:
     pass
+
+
+UNSET = _Unset()
+
+
+def periodic_task_name(agent: AIAgent) -> str:
+    return f"{PERIODIC_TASK_PREFIX}{agent.pk}"
+
+
+def is_writing_beat_rows() -> bool:
+    return _writing_beat_rows.get()
+
+
+@contextmanager
+def _beat_rows_writer():
+    token = _writing_beat_rows.set(True)
+    try:
+        yield
+    finally:
+        _writing_beat_rows.reset(token)
+
+
+def compute_next_run(agent: AIAgent, *, after: datetime | None = None) -> datetime | None:
+    if not (agent.schedule_expression and agent.schedule_enabled):
+        return None
+    return next_run(
+        parse_cron(agent.schedule_expression),
+        agent.schedule_timezone,
+        after=after or timezone.now(),
+    )
+
+
+@transaction.atomic
+def set_schedule(
+    agent: AIAgent,
+    *,
+    expression: str | _Unset = UNSET,
+    timezone_name: str | _Unset = UNSET,
+    priority: int | _Unset = UNSET,
+    enabled: bool | _Unset = UNSET,
+) -> AIAgent:
+    """Create or change the agent's schedule; raises CronError / TimezoneError / NoSchedule."""
+    agent = AIAgent.objects.select_for_update().get(pk=agent.pk)
+    new_expression = agent.schedule_expression if expression is UNSET else expression
+    if not new_expression:
+        raise NoSchedule("This agent has no schedule yet: create one with POST first.")
+    cron = parse_cron(new_expression)
+    if timezone_name is not UNSET:
+        agent.schedule_timezone = str(validate_timezone(timezone_name))
+    if expression is not UNSET:
+        agent.schedule_expression = cron.source
+        if enabled is UNSET and not agent.periodic_task_id:
+            agent.schedule_enabled = True
+    if enabled is not UNSET:
+        agent.schedule_enabled = enabled
+    if priority is not UNSET:
+        agent.priority = priority
+    agent.next_run_at = compute_next_run(agent)
+    _sync_beat_rows(agent, cron)
+    agent.save()
+    return agent
+
+
+@transaction.atomic
+def remove_schedule(agent: AIAgent) -> AIAgent:
+    task = agent.periodic_task
+    agent.periodic_task = None
+    agent.schedule_expression = None
+    agent.schedule_enabled = False
+    agent.next_run_at = None
+    if agent.pk and AIAgent.objects.filter(pk=agent.pk).exists():
+        agent.save(
+            update_fields=[
+                "periodic_task",
+                "schedule_expression",
+                "schedule_enabled",
+                "next_run_at",
+                "updated_at",
+            ]
+        )
+    if task is not None:
+        with _beat_rows_writer():
+            crontab = task.crontab
+            task.delete()
+            if crontab is not None and not crontab.periodictask_set.exists():
+                crontab.delete()
+    return agent
+
+
+def _sync_beat_rows(agent: AIAgent, cron: CronExpression) -> None:
+    fields = {**celery_crontab_fields(cron), "timezone": agent.schedule_timezone}
+    task = agent.periodic_task
+    with _beat_rows_writer():
+        crontab = task.crontab if task is not None else None
+        if crontab is None or _shared(crontab, task):
+            # Never edit a row another task also points at: that would
+            # reschedule (or, on delete, remove) someone else's agent.
+            crontab = CrontabSchedule()
+        if _apply(crontab, fields):
+            crontab.full_clean()
+            crontab.save()
+        wanted = {
+            "name": periodic_task_name(agent),
+            "task": DISPATCH_TASK,
+            "crontab": crontab,
+            "interval": None,
+            "solar": None,
+            "clocked": None,
+            "args": json.dumps([str(agent.pk)]),
+            "kwargs": "{}",
+            "enabled": agent.schedule_enabled,
+            "one_off": False,
+            "description": f"Runs agent {agent.name!r} ({agent.agent_type}).",
+        }
+        if task is None:
+            task = PeriodicTask()
+        if _apply(task, wanted):
+            task.full_clean()
+            task.save()
+    agent.periodic_task = task
+
+
+def _shared(crontab: CrontabSchedule, task: PeriodicTask | None) -> bool:
+    others = crontab.periodictask_set.all()
+    if task is not None and task.pk:
+        others = others.exclude(pk=task.pk)
+    return others.exists()
+
+
+def _apply(instance, values: dict) -> bool:
+    """Set the values that differ; report whether anything did."""
+    changed = False
+    for field, value in values.items():
+        current = getattr(instance, field)
+        if field == "timezone":
+            current = str(current) if current is not None else None
+            value = str(value)
+        if current != value:
+            setattr(instance, field, value)
+            changed = True
+    return changed or instance.pk is None
+
+
+CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+
+
+def mirror_beat_edit(task: PeriodicTask) -> None:
+    """Bring an agent in line with its PeriodicTask after an edit in the beat admin."""
+    agent = AIAgent.objects.filter(periodic_task=task).first()
+    if agent is None or task.crontab is None:
+        return
+    crontab = task.crontab
+    actual = {field: str(getattr(crontab, field)) for field in CRONTAB_FIELDS}
+    current = parse_cron(agent.schedule_expression) if agent.schedule_expression else None
+    # The stored crontab may be a widened form of the agent's expression (see
+    # celery_crontab_fields); only a real difference is a new expression.
+    if current is None or celery_crontab_fields(current) != actual:
+        agent.schedule_expression = parse_cron(
+            " ".join(actual[field] for field in CRONTAB_FIELDS)
+        ).source
+    agent.schedule_timezone = str(crontab.timezone)
+    agent.schedule_enabled = task.enabled
+    agent.next_run_at = compute_next_run(agent)
+    AIAgent.objects.filter(pk=agent.pk).update(
+        schedule_expression=agent.schedule_expression,
+        schedule_timezone=agent.schedule_timezone,
+        schedule_enabled=agent.schedule_enabled,
+        next_run_at=agent.next_run_at,
+        updated_at=timezone.now(),
+    )
+
+
+def forget_deleted_task(agent_id: str) -> None:
+    """The beat admin deleted an agent's PeriodicTask: the agent is no longer scheduled."""
+    try:
+        agent_uuid = uuid.UUID(agent_id)
+    except ValueError:
+        return
+    AIAgent.objects.filter(pk=agent_uuid).update(
+        schedule_expression=None,
+        schedule_enabled=False,
+        next_run_at=None,
+        updated_at=timezone.now(),
+    )
+
+
+def refresh_next_run(agent: AIAgent, *, after: datetime | None = None) -> None:
+    agent.next_run_at = compute_next_run(agent, after=after)
+    AIAgent.objects.filter(pk=agent.pk).update(next_run_at=agent.next_run_at)

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents.api.renderers import MessageResponse
+from agents.models import AIAgent, ExecutionSession
+from agents.serializers import PriorityField, StrictBooleanField
+from agents.services import visible_agents
+from agents.views.lookups import get_visible_agent
+from scheduling import services
+from scheduling.cron import CronError, TimezoneError, describe, next_runs, parse_cron
+from scheduling.stats import scheduled_agents, scheduler_stats, task_details
+
+
+class ScheduleInputSerializer(serializers.Serializer):
+    # Any JSON value: a non-string must be rejected, not turned into text.
+    cron_expression = serializers.JSONField(required=False)
+    priority = PriorityField(required=False)
+    enabled = StrictBooleanField(required=False)
+    timezone = serializers.JSONField(required=False)
+
+
+def _schedule_summary(agent: AIAgent) -> dict[str, Any]:
+    return {
+        "id": str(agent.pk),
+        "name": agent.name,
+        "schedule_expression": agent.schedule_expression,
+        "schedule_enabled": agent.schedule_enabled,
+        "schedule_timezone": agent.schedule_timezone,
+        "priority": PriorityField().to_representation(agent.priority),
+        "next_run_at": agent.next_run_at,
+    }
+
+
+def _schedule_detail(agent: AIAgent) -> dict[str, Any]:
+    data = {
+        **_schedule_summary(agent),
+        "last_run_at": agent.last_run_at,
+        "status": agent.status,
+        "description": None,
+        "upcoming_runs": [],
+        "task_details": task_details(agent),
+    }
+    if agent.schedule_expression:
+        cron = parse_cron(agent.schedule_expression)
+        data["description"] = describe(cron)
+        if agent.schedule_enabled:
+            data["upcoming_runs"] = next_runs(
+                cron, agent.schedule_timezone, after=timezone.now(), count=5
+            )
+    return data
+
+
+def _change_schedule(agent: AIAgent, data: dict[str, Any], *, creating: bool) -> AIAgent:
+    serializer = ScheduleInputSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    values = serializer.validated_data
+    if creating and "cron_expression" not in values:
+        raise ValidationError({"cron_expression": ["cronExpression is required."]})
+    changes: dict[str, Any] = {}
+    if "cron_expression" in values:
+        changes["expression"] = values["cron_expression"]
+    if "timezone" in values:
+        changes["timezone_name"] = values["timezone"]
+    if "priority" in values:
+        changes["priority"] = values["priority"]
+    if "enabled" in values:
+        changes["enabled"] = values["enabled"]
+    try:
+        return services.set_schedule(agent, **changes)
+    except CronError as exc:
+        raise ValidationError({"cron_expression": [str(exc)]}) from None
+    except TimezoneError as exc:
+        raise ValidationError({"timezone": [str(exc)]}) from None
+    except services.NoSchedule as exc:
+        raise ValidationError({"cron_expression": [str(exc)]}) from None
+
+
+@extend_schema(tags=["schedules"], request=ScheduleInputSerializer)
+@api_view(["GET", "POST", "PATCH", "DELETE"])
+def agent_schedule(request: Request, agent_id: str) -> Response:
+    agent = get_visible_agent(request, agent_id)
+    if request.method == "GET":
+        return Response(_schedule_detail(agent))
+    if request.method == "DELETE":
+        services.remove_schedule(agent)
+        return MessageResponse("Agent unscheduled successfully")
+    if not isinstance(request.data, dict):
+        raise ValidationError("The request body must be a JSON object.")
+    agent = _change_schedule(agent, request.data, creating=request.method == "POST")
+    return Response(_schedule_summary(agent))
+
+
+@extend_schema(tags=["schedules"])
+@api_view(["GET"])
+def agent_schedule_status(request: Request, agent_id: str) -> Response:
+    get_visible_agent(request, agent_id)
+    return Response(scheduler_stats())
+
+
+@extend_schema(tags=["schedules"])
+@api_view(["GET"])
+def scheduler_status(request: Request) -> Response:
+    agents = list(
+        scheduled_agents()
+        .filter(pk__in=visible_agents(request.user).values("pk"))
+        .order_by("next_run_at", "name")
+    )
+    running = set(
+        ExecutionSession.objects.filter(
+            status=ExecutionSession.Status.RUNNING, agent__in=agents
+        ).values_list("agent_id", flat=True)
+    )
+    stats = scheduler_stats()
+    stats["tasks"] = [task_details(agent, is_running=agent.pk in running) for agent in agents]
+    return Response(stats)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import api_view
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents.api.pagination import paginate
+from agents.serializers import SessionSerializer
+from agents.views.lookups import get_visible_agent, get_visible_session
+from scheduling import runs
+
+
+@extend_schema(tags=["runs"], request=None)
+@api_view(["POST"])
+def run_agent(request: Request, agent_id: str) -> Response:
+    session = runs.run_now(get_visible_agent(request, agent_id))
+    return Response(
+        {"session_id": str(session.pk), "status": session.status},
+        status=status.HTTP_202_ACCEPTED,
+    )
+
+
+@extend_schema(tags=["runs"], responses=SessionSerializer(many=True))
+@api_view(["GET"])
+def agent_sessions(request: Request, agent_id: str) -> Response:
+    agent = get_visible_agent(request, agent_id)
+    page = paginate(request, agent.sessions.order_by("-created_at", "-id"))
+    return Response(page.as_data("sessions", SessionSerializer(page.items, many=True).data))
+
+
+@extend_schema(tags=["runs"], responses=SessionSerializer)
+@api_view(["GET"])
+def session_detail(request: Request, session_id: str) -> Response:
+    return Response(SessionSerializer(get_visible_session(request, session_id)).data)
+
+
+@extend_schema(tags=["runs"], request=None, responses=SessionSerializer)
+@api_view(["POST"])
+def cancel_session(request: Request, session_id: str) -> Response:
+    session = get_visible_session(request, session_id)
+    if not runs.cancel_session(session):
+        raise ValidationError(
+            f"The session already finished ({session.status}); nothing to cancel."
+        )
+    session.refresh_from_db()
+    return Response(SessionSerializer(session).data)

@@ -1,0 +1,85 @@
+"""Sends frames to channel-layer groups from any kind of caller.
+
+Celery workers and Django views are synchronous. Calling ``async_to_sync``
+for every event would create an event loop, and with it a new Redis
+connection pool, per call. Instead each process keeps one event loop in a
+background thread and hands it every send, so the layer's connections are
+made once and reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine, Iterable
+from concurrent.futures import Future
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+SEND_TIMEOUT_SECONDS = 5.0
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> Future:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._ensure_loop())
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or not self._loop.is_running():
+                loop = asyncio.new_event_loop()
+                started = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(started.set)
+                    loop.run_forever()
+
+                threading.Thread(target=run, name="event-publisher", daemon=True).start()
+                started.wait()
+                self._loop = loop
+            return self._loop
+
+
+_loop_thread = _LoopThread()
+
+
+async def send_to_groups(groups: Iterable[str], frame: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    message = {"type": "neonhub.event", "frame": frame}
+    for group in groups:
+        await layer.group_send(group, message)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def send_now(groups: list[str], frame: dict[str, Any]) -> None:
+    """Send at once. Events are best effort: a failure is logged, never raised,
+    so a Redis hiccup cannot fail the run that produced the event."""
+    loop = _running_loop()
+    if loop is not None:
+        # Inside an event loop (a consumer): never block it.
+        task = loop.create_task(send_to_groups(groups, frame))
+        task.add_done_callback(_log_failure)
+        return
+    try:
+        _loop_thread.submit(send_to_groups(groups, frame)).result(timeout=SEND_TIMEOUT_SECONDS)
+    except Exception:
+        logger.warning("Could not publish %s to %s", frame.get("event"), groups, exc_info=True)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("Could not publish an event", exc_info=task.exception())

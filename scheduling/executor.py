@@ -1,0 +1,140 @@
+"""Executes one admitted session on a worker: the runner, its context, its lease."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from agents.models import ExecutionSession
+from agents.runners import RunCancelled, RunFailed, UnknownAgentType, get_runner
+from scheduling import runs
+
+logger = logging.getLogger(__name__)
+
+
+class SessionContext:
+    """What a runner sees of its run (agents.runners.RunContext)."""
+
+    def __init__(self, session: ExecutionSession) -> None:
+        agent = session.agent
+        self.session = session
+        self.session_id = str(session.pk)
+        self.agent_id = str(agent.pk)
+        self.agent_name = agent.name
+        self.attempt = session.attempt
+        self.configuration: dict[str, Any] = dict(agent.configuration or {})
+        self.stopped = threading.Event()
+        self.stop_reason = ""
+        self._last_progress_at = 0.0
+        self._last_progress: int | None = None
+
+    def stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.stopped.set()
+
+    def check_cancelled(self) -> None:
+        if self.stopped.is_set():
+            raise RunCancelled(self.stop_reason)
+
+    def sleep(self, seconds: float) -> None:
+        if self.stopped.wait(timeout=max(0.0, seconds)):
+            raise RunCancelled(self.stop_reason)
+
+    def report_progress(self, percent: float, message: str = "") -> None:
+        self.check_cancelled()
+        progress = max(0, min(100, round(percent)))
+        now = time.monotonic()
+        # A chatty runner must not flood the channel layer; the last word
+        # (100) always goes out.
+        if (
+            progress != 100
+            and now - self._last_progress_at < settings.SCHEDULER_PROGRESS_MIN_INTERVAL
+        ):
+            return
+        if progress == self._last_progress and progress == 100:
+            return
+        self._last_progress_at = now
+        self._last_progress = progress
+        runs.record_progress(self.session, progress, str(message)[:500])
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews the run's lease while it lives, and stops the run when it is
+    cancelled or has used up its time."""
+
+    def __init__(self, context: SessionContext) -> None:
+        super().__init__(name=f"lease-{context.session_id[:8]}", daemon=True)
+        self.context = context
+        self.finished = threading.Event()
+        self.deadline = time.monotonic() + settings.SCHEDULER_RUN_TIMEOUT
+        self.interval = min(1.0, settings.SCHEDULER_LEASE_SECONDS / 3)
+        self.renew_every = settings.SCHEDULER_LEASE_SECONDS / 3
+
+    def run(self) -> None:
+        last_renewal = time.monotonic()
+        try:
+            while not self.finished.wait(self.interval):
+                if time.monotonic() >= self.deadline:
+                    # Stop renewing: if the runner ignores the stop, the lease
+                    # runs out and the reclaim records the timeout and frees the slot.
+                    self.context.stop(f"Run timed out after {settings.SCHEDULER_RUN_TIMEOUT} s.")
+                    return
+                if not runs.session_is_running(self.context.session_id):
+                    self.context.stop("Cancelled.")
+                    return
+                if time.monotonic() - last_renewal >= self.renew_every:
+                    if not runs.renew_lease(self.context.session_id):
+                        self.context.stop("Cancelled.")
+                        return
+                    last_renewal = time.monotonic()
+        except Exception:
+            logger.exception("Lease keeper of %s failed", self.context.session_id)
+        finally:
+            close_old_connections()
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{threading.current_thread().name}"
+
+
+def execute(session_id: str) -> str | None:
+    """Run an admitted session to its end; returns its final status."""
+    session = runs.start_run(session_id, worker_name())
+    if session is None:
+        return None
+    context = SessionContext(session)
+    keeper = LeaseKeeper(context)
+    keeper.start()
+    try:
+        runner = get_runner(session.agent.agent_type)
+        output = runner.run(context)
+    except RunCancelled as exc:
+        if context.stop_reason.startswith("Run timed out"):
+            runs.finish_failed(session_id, context.stop_reason)
+            return ExecutionSession.Status.FAILED
+        logger.info("Session %s stopped: %s", session_id, exc)
+        return ExecutionSession.Status.CANCELLED
+    except UnknownAgentType:
+        runs.finish_failed(session_id, f"No runner is registered for {session.agent.agent_type!r}.")
+        return ExecutionSession.Status.FAILED
+    except RunFailed as exc:
+        runs.finish_failed(session_id, str(exc) or "The run failed.")
+        return ExecutionSession.Status.FAILED
+    except Exception as exc:
+        logger.exception("Session %s raised", session_id)
+        runs.finish_failed(session_id, f"{exc.__class__.__name__}: {exc}"[:2000])
+        return ExecutionSession.Status.FAILED
+    finally:
+        keeper.finished.set()
+        keeper.join(timeout=5)
+    if context.stopped.is_set() and not context.stop_reason.startswith("Run timed out"):
+        return ExecutionSession.Status.CANCELLED
+    if runs.finish_succeeded(session_id, "" if output is None else str(output)):
+        return ExecutionSession.Status.SUCCEEDED
+    return None

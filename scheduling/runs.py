@@ -1,0 +1,374 @@
+"""The life of a run: queued, admitted, running, finished, retried.
+
+Every transition is a conditional update (``filter(status=...).update(...)``)
+that goes on only if it changed exactly one row, so two workers, a re-sent
+message or a reclaim racing a finishing run can never both act on a session.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents.models import AIAgent, ExecutionSession
+from realtime import events
+from scheduling.cron import parse_cron
+from scheduling.services import refresh_next_run
+
+logger = logging.getLogger(__name__)
+
+Status = ExecutionSession.Status
+Trigger = ExecutionSession.Trigger
+
+# Any fixed number serves: it names the one advisory lock admission takes.
+ADMISSION_LOCK_KEY = 7_411_903
+
+
+# --- queueing -------------------------------------------------------------------
+
+
+def queue_run(
+    agent: AIAgent,
+    *,
+    trigger: str,
+    scheduled_for: datetime,
+    attempt: int = 1,
+    not_before: datetime | None = None,
+) -> ExecutionSession | None:
+    """Record a run as QUEUED; None if this slot and attempt already exist."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                session = ExecutionSession.objects.create(
+                    agent=agent,
+                    trigger=trigger,
+                    attempt=attempt,
+                    priority=agent.priority,
+                    scheduled_for=scheduled_for,
+                    not_before=not_before or timezone.now(),
+                )
+        except IntegrityError:
+            return None
+        AIAgent.objects.filter(
+            pk=agent.pk, status__in=[AIAgent.Status.IDLE, AIAgent.Status.ERROR]
+        ).update(status=AIAgent.Status.QUEUED)
+        transaction.on_commit(request_admission)
+    return session
+
+
+def run_now(agent: AIAgent) -> ExecutionSession:
+    session = queue_run(agent, trigger=Trigger.MANUAL, scheduled_for=timezone.now())
+    assert session is not None  # manual runs have no uniqueness rule
+    return session
+
+
+def dispatch_scheduled_run(agent_id: str, scheduled_for: datetime) -> ExecutionSession | None:
+    """Beat fired an agent's schedule for the slot ``scheduled_for``."""
+    agent = AIAgent.objects.filter(pk=agent_id).first()
+    if agent is None or not (agent.schedule_enabled and agent.schedule_expression):
+        return None
+    cron = parse_cron(agent.schedule_expression)
+    local_slot = scheduled_for.astimezone(_zone(agent.schedule_timezone))
+    # Beat's crontab cannot say "the 13th or a Friday"; it fires on every
+    # day and the cron day rule is applied here.
+    if not cron.matches_day(local_slot.date()):
+        refresh_next_run(agent, after=scheduled_for)
+        return None
+    session = queue_run(agent, trigger=Trigger.SCHEDULE, scheduled_for=scheduled_for)
+    refresh_next_run(agent, after=scheduled_for)
+    return session
+
+
+def _zone(name: str):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+def request_admission(countdown: float | None = None) -> None:
+    from scheduling.tasks import admit
+
+    try:
+        admit.apply_async(countdown=countdown, priority=0)
+    except Exception:
+        # The periodic tick admits as well; a broker hiccup only delays.
+        logger.warning("Could not ask for admission", exc_info=True)
+
+
+# --- admission ------------------------------------------------------------------
+
+
+def _lock_admission() -> None:
+    # SQLite runs every transaction here as IMMEDIATE, which already
+    # serialises writers; PostgreSQL needs an explicit lock.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK_KEY])
+
+
+def admit_waiting_runs() -> list[str]:
+    """Start as many waiting runs as free slots allow, highest priority first.
+
+    Returns the ids of the admitted sessions, whose execution has been sent
+    to the workers.
+    """
+    reclaim_lost_runs()
+    now = timezone.now()
+    admitted: list[tuple[str, int]] = []
+    with transaction.atomic():
+        _lock_admission()
+        running = ExecutionSession.objects.filter(status=Status.RUNNING)
+        free = settings.SCHEDULER_MAX_CONCURRENT - running.count()
+        if free <= 0:
+            return []
+        busy_agents = set(running.values_list("agent_id", flat=True))
+        waiting = (
+            ExecutionSession.objects.filter(status=Status.QUEUED, not_before__lte=now)
+            .exclude(agent_id__in=busy_agents)
+            .order_by("-priority", "created_at")
+            .values_list("id", "agent_id", "priority")
+        )
+        # A bounded read, not a cursor: SQLite gives no isolation between a
+        # cursor and updates on the same connection.
+        for session_id, agent_id, priority in list(waiting[: free * 10 + 100]):
+            if agent_id in busy_agents:
+                continue
+            claimed = ExecutionSession.objects.filter(pk=session_id, status=Status.QUEUED).update(
+                status=Status.RUNNING,
+                lease_expires_at=now + timedelta(seconds=settings.SCHEDULER_LEASE_SECONDS),
+            )
+            if claimed:
+                busy_agents.add(agent_id)
+                admitted.append((str(session_id), priority))
+                if len(admitted) >= free:
+                    break
+        transaction.on_commit(lambda: _send_executions(admitted))
+    return [session_id for session_id, _ in admitted]
+
+
+def _send_executions(admitted: list[tuple[str, int]]) -> None:
+    from scheduling.tasks import execute_run
+
+    for session_id, priority in admitted:
+        # Redis serves priority 0 first; CRITICAL (4) maps to 0.
+        execute_run.apply_async([session_id], priority=max(0, 8 - 2 * priority))
+
+
+def reclaim_lost_runs() -> int:
+    """Fail the runs whose worker stopped renewing their lease (killed, hung, timed out)."""
+    now = timezone.now()
+    lost = list(
+        ExecutionSession.objects.filter(
+            status=Status.RUNNING, lease_expires_at__lt=now
+        ).values_list("id", "started_at")
+    )
+    reclaimed = 0
+    for session_id, started_at in lost:
+        timeout = settings.SCHEDULER_RUN_TIMEOUT
+        if started_at is not None and now - started_at >= timedelta(seconds=timeout):
+            message = f"Run timed out after {timeout} s."
+        else:
+            message = "Worker lost: the run stopped reporting and its slot was reclaimed."
+        if finish_failed(session_id, message, only_if_lease_before=now):
+            reclaimed += 1
+    return reclaimed
+
+
+# --- running --------------------------------------------------------------------
+
+
+def start_run(session_id: str, worker: str) -> ExecutionSession | None:
+    """The worker begins an admitted session; None if it is no longer ours to run."""
+    now = timezone.now()
+    with transaction.atomic():
+        started = ExecutionSession.objects.filter(
+            pk=session_id, status=Status.RUNNING, started_at__isnull=True
+        ).update(
+            started_at=now,
+            worker=worker[:200],
+            lease_expires_at=now + timedelta(seconds=settings.SCHEDULER_LEASE_SECONDS),
+        )
+        if not started:
+            return None
+        session = ExecutionSession.objects.select_related("agent").get(pk=session_id)
+        AIAgent.objects.filter(pk=session.agent_id).update(
+            status=AIAgent.Status.RUNNING, last_run_at=now
+        )
+        session.agent.status = AIAgent.Status.RUNNING
+        session.agent.last_run_at = now
+        events.emit_started(session, session.agent)
+    return session
+
+
+def renew_lease(session_id: str) -> bool:
+    """Keep the slot; False once the session stopped running (cancelled or reclaimed)."""
+    return bool(
+        ExecutionSession.objects.filter(pk=session_id, status=Status.RUNNING).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.SCHEDULER_LEASE_SECONDS)
+        )
+    )
+
+
+def record_progress(session: ExecutionSession, progress: int, message: str) -> None:
+    with transaction.atomic():
+        ExecutionSession.objects.filter(pk=session.pk, status=Status.RUNNING).update(
+            progress=progress
+        )
+        events.emit_progress(session, session.agent, progress, message)
+
+
+def _duration_ms(started_at: datetime | None, completed_at: datetime) -> int | None:
+    if started_at is None:
+        return None
+    return max(0, round((completed_at - started_at).total_seconds() * 1000))
+
+
+def finish_succeeded(session_id: str, output: str) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        session = ExecutionSession.objects.select_related("agent").filter(pk=session_id).first()
+        if session is None:
+            return False
+        duration = _duration_ms(session.started_at, now)
+        done = ExecutionSession.objects.filter(pk=session_id, status=Status.RUNNING).update(
+            status=Status.SUCCEEDED,
+            success=True,
+            completed_at=now,
+            duration_ms=duration,
+            output_summary=output[:10_000],
+            progress=100,
+            lease_expires_at=None,
+        )
+        if not done:
+            return False
+        session.refresh_from_db()
+        agent = session.agent
+        AIAgent.objects.filter(pk=agent.pk).update(retry_count=0, last_error="")
+        agent.retry_count, agent.last_error = 0, ""
+        refresh_agent_status(agent)
+        events.emit_completed(session, agent)
+        transaction.on_commit(_after_run_finished)
+    return True
+
+
+def finish_failed(
+    session_id: str, error: str, *, only_if_lease_before: datetime | None = None
+) -> bool:
+    """Record a failed attempt and queue its retry, if any is left."""
+    now = timezone.now()
+    with transaction.atomic():
+        session = ExecutionSession.objects.select_related("agent").filter(pk=session_id).first()
+        if session is None:
+            return False
+        running = ExecutionSession.objects.filter(pk=session_id, status=Status.RUNNING)
+        if only_if_lease_before is not None:
+            running = running.filter(lease_expires_at__lt=only_if_lease_before)
+        done = running.update(
+            status=Status.FAILED,
+            success=False,
+            completed_at=now,
+            duration_ms=_duration_ms(session.started_at, now),
+            error_message=error[:10_000],
+            lease_expires_at=None,
+        )
+        if not done:
+            return False
+        session.refresh_from_db()
+        AIAgent.objects.filter(pk=session.agent_id).update(
+            retry_count=F("retry_count") + 1, last_error=error[:10_000]
+        )
+        agent = AIAgent.objects.get(pk=session.agent_id)
+        will_retry = session.attempt <= settings.SCHEDULER_MAX_RETRIES
+        if will_retry:
+            delay = backoff_seconds(session.attempt)
+            queue_run(
+                agent,
+                trigger=Trigger.RETRY,
+                scheduled_for=session.scheduled_for,
+                attempt=session.attempt + 1,
+                not_before=now + timedelta(seconds=delay),
+            )
+            transaction.on_commit(lambda: request_admission(countdown=delay))
+        refresh_agent_status(agent)
+        events.emit_failed(session, agent, will_retry=will_retry)
+        transaction.on_commit(_after_run_finished)
+    return True
+
+
+def backoff_seconds(failed_attempt: int) -> float:
+    """Delay before retrying after attempt ``n`` failed: min(base * 2^(n-1), max) ms, plus jitter.
+
+    The jitter only ever lengthens the wait (by up to a quarter, within the
+    maximum), so a retry never fires sooner than the contract says.
+    """
+    base = settings.SCHEDULER_BACKOFF_BASE * 2 ** (failed_attempt - 1)
+    delay_ms = min(base, settings.SCHEDULER_BACKOFF_MAX)
+    jittered = min(
+        delay_ms * random.uniform(1.0, 1.25), max(delay_ms, settings.SCHEDULER_BACKOFF_MAX)
+    )
+    return jittered / 1000
+
+
+def cancel_session(session: ExecutionSession) -> bool:
+    """Cancel a queued or running session; False if it had already finished."""
+    now = timezone.now()
+    with transaction.atomic():
+        done = ExecutionSession.objects.filter(
+            pk=session.pk, status__in=[Status.QUEUED, Status.RUNNING]
+        ).update(
+            status=Status.CANCELLED,
+            success=False,
+            completed_at=now,
+            error_message="Cancelled.",
+            lease_expires_at=None,
+        )
+        if not done:
+            return False
+        session.refresh_from_db()
+        if session.started_at:
+            ExecutionSession.objects.filter(pk=session.pk).update(
+                duration_ms=_duration_ms(session.started_at, now)
+            )
+            session.duration_ms = _duration_ms(session.started_at, now)
+        refresh_agent_status(session.agent)
+        transaction.on_commit(_after_run_finished)
+    return True
+
+
+def refresh_agent_status(agent: AIAgent) -> None:
+    """Derive the agent's status from its sessions."""
+    sessions = ExecutionSession.objects.filter(agent_id=agent.pk)
+    if sessions.filter(status=Status.RUNNING, started_at__isnull=False).exists():
+        status = AIAgent.Status.RUNNING
+    elif sessions.filter(status__in=[Status.QUEUED, Status.RUNNING]).exists():
+        status = AIAgent.Status.QUEUED
+    else:
+        latest = (
+            sessions.filter(status__in=ExecutionSession.FINISHED)
+            .order_by("-completed_at")
+            .values_list("status", flat=True)
+            .first()
+        )
+        status = AIAgent.Status.ERROR if latest == Status.FAILED else AIAgent.Status.IDLE
+    AIAgent.objects.filter(pk=agent.pk).update(status=status)
+    agent.status = status
+
+
+def _after_run_finished() -> None:
+    request_admission()
+    from scheduling.tasks import publish_status
+
+    try:
+        publish_status.apply_async(priority=0)
+    except Exception:
+        logger.warning("Could not ask for a status update", exc_info=True)
+
+
+def session_is_running(session_id: str) -> bool:
+    return ExecutionSession.objects.filter(pk=session_id, status=Status.RUNNING).exists()

@@ -1,0 +1,53 @@
+"""Celery tasks: thin entry points that take ids and call the services.
+
+Every task is safe to run twice: the services act through conditional
+updates and a uniqueness rule on (agent, slot, attempt).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import shared_task
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from realtime.events import emit_scheduler_status
+from scheduling import executor, runs
+from scheduling.stats import camel_stats, scheduler_stats
+
+
+def _slot(scheduled_for: str | None) -> datetime:
+    moment = parse_datetime(scheduled_for) if scheduled_for else None
+    if moment is None:
+        # Sent by a plain beat scheduler that does not name the slot: cron
+        # slots fall on whole minutes, so the current minute is the slot.
+        moment = timezone.now()
+    return moment.replace(second=0, microsecond=0)
+
+
+@shared_task(name="scheduling.dispatch_scheduled_run", ignore_result=True)
+def dispatch_scheduled_run(agent_id: str, scheduled_for: str | None = None) -> str | None:
+    session = runs.dispatch_scheduled_run(agent_id, _slot(scheduled_for))
+    return str(session.pk) if session else None
+
+
+@shared_task(name="scheduling.admit", ignore_result=True)
+def admit() -> list[str]:
+    return runs.admit_waiting_runs()
+
+
+@shared_task(name="scheduling.execute_run", ignore_result=True)
+def execute_run(session_id: str) -> str | None:
+    return executor.execute(session_id)
+
+
+@shared_task(name="scheduling.tick", ignore_result=True)
+def tick() -> list[str]:
+    """Beat's heartbeat task: reclaims lost runs and starts retries that are due."""
+    return runs.admit_waiting_runs()
+
+
+@shared_task(name="scheduling.publish_status", ignore_result=True)
+def publish_status() -> None:
+    emit_scheduler_status(camel_stats(scheduler_stats()))

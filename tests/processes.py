@@ -1,0 +1,159 @@
+"""Start the project's real processes (worker, beat, daphne) for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_database_url() -> str:
+    """The URL of the database the tests run on, for child processes."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}{db.get('HOST') or ''}{port}/{db['NAME']}"
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "neonhub.settings",
+            "DATABASE_URL": test_database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "SECRET_KEY": settings.SECRET_KEY,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SCHEDULER_MAX_CONCURRENT": str(settings.SCHEDULER_MAX_CONCURRENT),
+            "SCHEDULER_MAX_RETRIES": str(settings.SCHEDULER_MAX_RETRIES),
+            "SCHEDULER_BACKOFF_BASE": str(settings.SCHEDULER_BACKOFF_BASE),
+            "SCHEDULER_BACKOFF_MAX": str(settings.SCHEDULER_BACKOFF_MAX),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A child process whose output goes to a file, stopped with its group."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.log_path = Path(tempfile.mkstemp(prefix=f"neonhub-{name}-", suffix=".log")[1])
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name}: {what} not seen in {timeout} s:\n{self.output()[-3000:]}")
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 15) -> None:
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.popen.wait(timeout=5)
+        self._log.close()
+
+
+def start_worker(concurrency: int = 8, **env: str) -> Process:
+    process = Process(
+        "worker",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "neonhub",
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h",
+        ],
+        child_env(**env),
+    )
+    process.wait_for(lambda: "ready." in process.output(), 60, "worker ready")
+    return process
+
+
+def start_beat(**env: str) -> Process:
+    schedule_dir = tempfile.mkdtemp(prefix="neonhub-beat-")
+    process = Process(
+        "beat",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "neonhub",
+            "beat",
+            "--loglevel=INFO",
+            f"--schedule={schedule_dir}/schedule",
+            "--pidfile=",
+        ],
+        child_env(**env),
+    )
+    process.wait_for(lambda: "beat: Starting..." in process.output(), 60, "beat start")
+    return process
+
+
+def start_daphne(port: int | None = None, **env: str) -> tuple[Process, int]:
+    port = port or free_port()
+    process = Process(
+        "daphne",
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "neonhub.asgi:application"],
+        child_env(**env),
+    )
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    process.wait_for(answers, 60, f"daphne listening on {port}")
+    return process, port
