@@ -13,4 +13,6 @@ urlpatterns = [
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("agents.urls")),
     path("api-auth/", include("rest_framework.urls")),
+    path("dashboard/", include("agents.dashboard.urls")),
+    path("", include("scheduling.urls")),
 ]
