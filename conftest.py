@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from neonhub.redis import get_redis
 from tests.factories import UserFactory
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Give each test run its own test database, so runs side by side never collide."""
+    from pytest_django.fixtures import _set_suffix_to_test_databases
+
+    _set_suffix_to_test_databases(f"run{os.getpid()}")
 
 
 @pytest.fixture(autouse=True)
