@@ -16,11 +16,16 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed
 
-# A newcomer's first run: DEBUG on (so no secret is needed), SQLite, and a
-# private Redis when none answers. Ctrl-C stops every process it started.
-run: install
-	@export DEBUG=$${DEBUG:-1}; \
-	redis_pid=$$(bin/ensure-redis) || exit 1; \
+# A newcomer's first run writes a local .env (DEBUG on, a generated secret
+# key) that manage.py commands read too; the real environment overrides it.
+.env:
+	@printf 'DEBUG=1\nSECRET_KEY=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > $@
+	@echo "wrote .env (DEBUG=1 and a generated SECRET_KEY) for local use"
+
+# The whole stack: SQLite by default, and a private Redis when none answers.
+# Ctrl-C stops every process it started.
+run: install .env
+	@redis_pid=$$(bin/ensure-redis) || exit 1; \
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \
 	$(BIN)/python manage.py migrate --noinput && \
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0 && \
@@ -31,7 +36,7 @@ run: install
 # by default). Tests use their own Redis database number so a running stack
 # is not disturbed.
 test: install
-	@export REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}; \
+	@export REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} DEBUG=0; \
 	export SECRET_KEY=$${SECRET_KEY:-test-secret-key-that-is-long-enough-for-hmac}; \
 	redis_pid=$$(bin/ensure-redis) || exit 1; \
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \

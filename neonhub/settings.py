@@ -12,8 +12,13 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A local .env (written by `make run` on first start) fills in what the real
+# environment leaves unset; the real environment always wins.
+load_dotenv(BASE_DIR / ".env", override=False)
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
@@ -333,6 +338,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's own console handler would print every record a second time.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         # daphne logs each request line including the query string, which for
         # the WebSocket carries the access token.
         "daphne.access": {"level": "WARNING"},
