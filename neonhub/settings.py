@@ -247,7 +247,11 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # redis-py 8 reads with a 5 s socket timeout by default: exactly the
+            # length of channels-redis' blocking BZPOPMIN, so idle consumers
+            # would die with "Timeout reading from ...". The blocking pop has
+            # its own server-side timeout; the client needs none.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
             "prefix": "neonhub:channels:",
             # A browser tab that stalls for a while should not lose events:
             # 1,000 frames of room and a message lifetime of two minutes.
@@ -340,9 +344,6 @@ LOGGING = {
     "loggers": {
         # Django's own console handler would print every record a second time.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
-        # daphne logs each request line including the query string, which for
-        # the WebSocket carries the access token.
-        "daphne.access": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
     },
 }

@@ -9,13 +9,36 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from agents.models import ExecutionSession
 from agents.runners import RunCancelled, RunFailed, UnknownAgentType, get_runner
 from scheduling import runs
 
 logger = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+def with_db_retry(action, *args, attempts: int = 5, **kwargs):
+    """Call ``action``, reconnecting and retrying when the database connection broke.
+
+    A database restart or a terminated connection must not leave a run
+    RUNNING forever: the outcome is written as soon as the database answers
+    again (and if it never does, the lease runs out and the run is reclaimed).
+    """
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            return action(*args, **kwargs)
+        except DATABASE_ERRORS:
+            if attempt == attempts:
+                raise
+            logger.warning("Database error in %s; reconnecting", action.__name__, exc_info=True)
+            connection.close()
+            time.sleep(delay)
+            delay *= 2
+    return None
 
 
 class SessionContext:
@@ -61,7 +84,10 @@ class SessionContext:
             return
         self._last_progress_at = now
         self._last_progress = progress
-        runs.record_progress(self.session, progress, str(message)[:500])
+        try:
+            with_db_retry(runs.record_progress, self.session, progress, str(message)[:500])
+        except DATABASE_ERRORS:
+            logger.warning("Progress of %s not recorded", self.session_id)
 
 
 class LeaseKeeper(threading.Thread):
@@ -85,18 +111,21 @@ class LeaseKeeper(threading.Thread):
                     # runs out and the reclaim records the timeout and frees the slot.
                     self.context.stop(f"Run timed out after {settings.SCHEDULER_RUN_TIMEOUT} s.")
                     return
-                if not runs.session_is_running(self.context.session_id):
-                    self.context.stop("Cancelled.")
-                    return
-                if time.monotonic() - last_renewal >= self.renew_every:
-                    if not runs.renew_lease(self.context.session_id):
+                try:
+                    if not with_db_retry(runs.session_is_running, self.context.session_id):
                         self.context.stop("Cancelled.")
                         return
-                    last_renewal = time.monotonic()
-        except Exception:
-            logger.exception("Lease keeper of %s failed", self.context.session_id)
+                    if time.monotonic() - last_renewal >= self.renew_every:
+                        if not with_db_retry(runs.renew_lease, self.context.session_id):
+                            self.context.stop("Cancelled.")
+                            return
+                        last_renewal = time.monotonic()
+                except DATABASE_ERRORS:
+                    logger.warning("Cannot renew the lease of %s yet", self.context.session_id)
         finally:
+            # This thread's own database connection.
             close_old_connections()
+            connection.close()
 
 
 def worker_name() -> str:
@@ -105,7 +134,7 @@ def worker_name() -> str:
 
 def execute(session_id: str) -> str | None:
     """Run an admitted session to its end; returns its final status."""
-    session = runs.start_run(session_id, worker_name())
+    session = with_db_retry(runs.start_run, session_id, worker_name())
     if session is None:
         return None
     context = SessionContext(session)
@@ -116,25 +145,29 @@ def execute(session_id: str) -> str | None:
         output = runner.run(context)
     except RunCancelled as exc:
         if context.stop_reason.startswith("Run timed out"):
-            runs.finish_failed(session_id, context.stop_reason)
+            with_db_retry(runs.finish_failed, session_id, context.stop_reason)
             return ExecutionSession.Status.FAILED
         logger.info("Session %s stopped: %s", session_id, exc)
         return ExecutionSession.Status.CANCELLED
     except UnknownAgentType:
-        runs.finish_failed(session_id, f"No runner is registered for {session.agent.agent_type!r}.")
+        with_db_retry(
+            runs.finish_failed,
+            session_id,
+            f"No runner is registered for {session.agent.agent_type!r}.",
+        )
         return ExecutionSession.Status.FAILED
     except RunFailed as exc:
-        runs.finish_failed(session_id, str(exc) or "The run failed.")
+        with_db_retry(runs.finish_failed, session_id, str(exc) or "The run failed.")
         return ExecutionSession.Status.FAILED
     except Exception as exc:
         logger.exception("Session %s raised", session_id)
-        runs.finish_failed(session_id, f"{exc.__class__.__name__}: {exc}"[:2000])
+        with_db_retry(runs.finish_failed, session_id, f"{exc.__class__.__name__}: {exc}"[:2000])
         return ExecutionSession.Status.FAILED
     finally:
         keeper.finished.set()
         keeper.join(timeout=5)
     if context.stopped.is_set() and not context.stop_reason.startswith("Run timed out"):
         return ExecutionSession.Status.CANCELLED
-    if runs.finish_succeeded(session_id, "" if output is None else str(output)):
+    if with_db_retry(runs.finish_succeeded, session_id, "" if output is None else str(output)):
         return ExecutionSession.Status.SUCCEEDED
     return None

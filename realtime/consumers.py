@@ -1,0 +1,192 @@
+"""The one WebSocket endpoint, /ws/agents/: subscriptions in, lifecycle events out.
+
+The consumer parses frames (``realtime.protocol``), resolves rooms
+(``realtime.rooms``), holds its place under the per-user cap
+(``realtime.connections``) and forwards the emitter's frames as they come. It
+never computes state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from realtime.auth import SCOPE_EXPIRES_AT, SCOPE_SUBPROTOCOL
+from realtime.connections import (
+    claim_connection,
+    release_connection,
+    renewal_interval,
+)
+from realtime.protocol import (
+    CLOSE_TOO_MANY_CONNECTIONS,
+    CLOSE_UNAUTHORIZED,
+    Command,
+    Frame,
+    ProtocolError,
+    error_frame,
+    parse_frame,
+    subscribed_frame,
+    unsubscribed_frame,
+)
+from realtime.rooms import open_room, room_name
+
+logger = logging.getLogger(__name__)
+
+# Close code for "the server cannot serve this connection right now".
+CLOSE_INTERNAL_ERROR = 1011
+
+
+class AgentEventsConsumer(AsyncWebsocketConsumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rooms: dict[str, str] = {}  # room name -> channel-layer group
+        self.holds_place = False
+        self.closing = False
+        self.released = False
+        self.tasks: list[asyncio.Task] = []
+        # Subscribing, leaving and the periodic re-join must not interleave, or
+        # a re-join could bring back a group the client has just left.
+        self.membership = asyncio.Lock()
+
+    # --- connection lifecycle ---------------------------------------------------
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.refuse(CLOSE_UNAUTHORIZED)
+            return
+        try:
+            self.holds_place = await claim_connection(user.pk, self.channel_name)
+        except RedisError:
+            logger.warning("Could not count WebSocket connections", exc_info=True)
+            await self.refuse(CLOSE_INTERNAL_ERROR)
+            return
+        if not self.holds_place:
+            await self.refuse(CLOSE_TOO_MANY_CONNECTIONS)
+            return
+        await self.accept(self.scope.get(SCOPE_SUBPROTOCOL))
+        self.tasks.append(asyncio.create_task(self.keep_place()))
+        expires_at = self.scope.get(SCOPE_EXPIRES_AT)
+        if expires_at is not None:
+            self.tasks.append(asyncio.create_task(self.close_at(expires_at)))
+
+    async def refuse(self, code: int) -> None:
+        # Closing before accepting would turn into a bare HTTP 403 that clients
+        # see as 1006; accepted first, the client gets the real reason. When
+        # the client offered our subprotocol it must be picked, or a browser
+        # fails the handshake before it can read the code.
+        self.closing = True
+        await self.accept(self.scope.get(SCOPE_SUBPROTOCOL))
+        await self.close(code)
+
+    async def disconnect(self, code: int) -> None:
+        await self.release()
+
+    async def __call__(self, scope, receive, send) -> None:
+        # disconnect() does not run when the server cancels the consumer (a
+        # shutdown, an application timeout): release here too. Whatever this
+        # misses still expires: the lease and channels-redis' group expiry.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.release()
+
+    async def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        self.closing = True
+        for task in self.tasks:
+            task.cancel()
+        # Wait until they have stopped, so a renewal cut short cannot re-join
+        # a group after it is left below.
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            for group in self.rooms.values():
+                await self.channel_layer.group_discard(group, self.channel_name)
+            self.rooms.clear()
+            if self.holds_place:
+                await release_connection(self.scope["user"].pk, self.channel_name)
+        except (RedisError, OSError):
+            logger.warning("Could not release a WebSocket connection", exc_info=True)
+
+    async def end(self, code: int) -> None:
+        """Close from the server side; disconnect() follows and releases."""
+        if self.closing:
+            return
+        self.closing = True
+        await self.close(code)
+
+    # --- background duties --------------------------------------------------------
+
+    async def keep_place(self) -> None:
+        """Renew this connection's lease, and its group memberships with it."""
+        while True:
+            await asyncio.sleep(renewal_interval())
+            try:
+                async with self.membership:
+                    if not await claim_connection(self.scope["user"].pk, self.channel_name):
+                        # Stalled past its lease, it lost its place to another connection.
+                        await self.end(CLOSE_TOO_MANY_CONNECTIONS)
+                        return
+                    # channels-redis drops a group member group_expiry (a day)
+                    # after it joined, however long it stays connected; joining
+                    # again restarts that clock, so long-lived sockets keep
+                    # their events.
+                    for group in self.rooms.values():
+                        await self.channel_layer.group_add(group, self.channel_name)
+            except (RedisError, OSError):
+                logger.warning("Could not renew a WebSocket lease", exc_info=True)
+
+    async def close_at(self, expires_at: float) -> None:
+        """Close the socket when its access token expires."""
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self.end(CLOSE_UNAUTHORIZED)
+
+    # --- client frames --------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            command = parse_frame(text_data, max_bytes=settings.WS_MAX_FRAME_BYTES)
+            if command.is_subscribe:
+                answer = await self.subscribe(command)
+            else:
+                answer = await self.unsubscribe(command)
+        except ProtocolError as error:
+            answer = error_frame(error.message)
+        await self.send_frame(answer)
+
+    async def subscribe(self, command: Command) -> Frame:
+        room = await open_room(self.scope["user"], command)
+        async with self.membership:
+            if room.name not in self.rooms:
+                await self.channel_layer.group_add(room.group, self.channel_name)
+                self.rooms[room.name] = room.group
+        return subscribed_frame(room.name)
+
+    async def unsubscribe(self, command: Command) -> Frame:
+        # Leaving a room never joined is fine, and needs no ownership check.
+        name = room_name(command)
+        async with self.membership:
+            group = self.rooms.pop(name, None)
+            if group is not None:
+                await self.channel_layer.group_discard(group, self.channel_name)
+        return unsubscribed_frame(name)
+
+    # --- server events ----------------------------------------------------------------
+
+    async def neonhub_event(self, message: dict[str, Any]) -> None:
+        """A frame from the emitter (realtime.events), forwarded as it is."""
+        await self.send_frame(message["frame"])
+
+    async def send_frame(self, frame: Frame) -> None:
+        # Once the server has closed the socket, daphne raises on a send.
+        if not self.closing:
+            await self.send(text_data=json.dumps(frame))

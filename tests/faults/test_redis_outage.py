@@ -1,0 +1,60 @@
+"""3. Redis stopped for 10 s and started again."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.utils import timezone
+
+from agents.models import ExecutionSession
+from scheduling.services import set_schedule
+from tests.factories import AgentFactory
+from tests.faults.conftest import Api
+from tests.scheduling.conftest import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def test_web_worker_and_beat_recover_from_a_redis_outage(stack):
+    s = stack()
+    s.worker()
+    s.beat()
+    agent = AgentFactory(configuration={"steps": 0})
+    api = Api(s.web(), agent.owner)
+    set_schedule(agent, expression="* * * * *")
+
+    s.stop_redis()
+    time.sleep(10)
+    # While Redis is away the API still answers; a run asked for now is
+    # recorded, and started once the broker is back.
+    during = api.post(f"/api/agents/{agent.pk}/run")
+    assert during.status_code == 202
+    s.start_redis()
+    back = timezone.now()
+
+    wait_until(
+        lambda: ExecutionSession.objects.filter(
+            pk=during.json()["data"]["sessionId"], status="SUCCEEDED"
+        ).exists(),
+        timeout=60,
+        what="run asked for during the outage",
+    )
+    after = api.post(f"/api/agents/{agent.pk}/run").json()["data"]["sessionId"]
+    wait_until(
+        lambda: ExecutionSession.objects.filter(pk=after, status="SUCCEEDED").exists(),
+        timeout=60,
+        what="run after the outage",
+    )
+    scheduled = wait_until(
+        lambda: agent.sessions.filter(trigger="SCHEDULE", scheduled_for__gt=back).first(),
+        timeout=90,
+        interval=0.5,
+        what="a schedule due after the outage",
+    )
+    wait_until(
+        lambda: ExecutionSession.objects.filter(pk=scheduled.pk, status="SUCCEEDED").exists(),
+        timeout=30,
+        what="scheduled run finished",
+    )
+    assert api.get("/api/agents/scheduler/status").json()["data"]["isRunning"] is True

@@ -1,0 +1,82 @@
+"""Fixtures for the WebSocket tests.
+
+Nothing here is autouse: other tests in this folder (the emitter's) choose
+their own channel layer.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from channels.layers import get_channel_layer
+from django.conf import settings as django_settings
+from django.test import Client
+
+from neonhub.redis import new_async_redis
+from realtime import connections
+from tests.realtime.helpers import Sockets
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own, so nothing else in Redis is touched."""
+    return f"neonhub:test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+async def layer(settings, monkeypatch, redis_prefix):
+    """The real channels-redis layer (as configured) under this test's prefix,
+    and the connection cap's keys under it too; all of it deleted afterwards."""
+    configured = django_settings.CHANNEL_LAYERS["default"]
+    # Changing the setting makes channels drop its cached layers, whose pools
+    # belong to an earlier test's event loop.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            **configured,
+            "CONFIG": {**configured["CONFIG"], "prefix": f"{redis_prefix}channels:"},
+        }
+    }
+    monkeypatch.setattr(connections, "KEY_PREFIX", f"{redis_prefix}ws:connections:")
+    channel_layer = get_channel_layer()
+    yield channel_layer
+    await channel_layer.flush()
+    redis = new_async_redis()
+    try:
+        keys = [key async for key in redis.scan_iter(f"{redis_prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+    await connections.close_redis()
+
+
+@pytest.fixture
+def application(monkeypatch):
+    from neonhub.asgi import application
+
+    # The origin check copies ALLOWED_HOSTS when neonhub.asgi is first
+    # imported; if that happened before pytest-django added "testserver",
+    # allow it here rather than fail for a reason unrelated to the test.
+    validator = application.application_mapping["websocket"]
+    if "testserver" not in validator.allowed_origins:
+        monkeypatch.setattr(
+            validator, "allowed_origins", [*validator.allowed_origins, "testserver"]
+        )
+    return application
+
+
+@pytest.fixture
+async def sockets(application, layer):
+    opened = Sockets(application)
+    yield opened
+    await opened.disconnect_all()
+
+
+@pytest.fixture
+def session_cookie(user) -> tuple[bytes, bytes]:
+    """A cookie header of a logged-in Django session of ``user``."""
+    client = Client()
+    client.force_login(user)
+    name = django_settings.SESSION_COOKIE_NAME
+    return (b"cookie", f"{name}={client.cookies[name].value}".encode())

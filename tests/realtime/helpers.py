@@ -1,0 +1,97 @@
+"""Helpers for the WebSocket tests: open connections, send frames, read answers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from channels.testing import WebsocketCommunicator
+from rest_framework_simplejwt.tokens import AccessToken
+
+ORIGIN = "http://testserver"
+NO_DATA = object()
+
+
+def token_for(user: Any, *, lifetime: timedelta | None = None) -> str:
+    token = AccessToken.for_user(user)
+    if lifetime is not None:
+        token.set_exp(lifetime=lifetime)
+    return str(token)
+
+
+class Sockets:
+    """Opens WebSocket connections to the real ASGI application and makes
+    sure every one of them is disconnected at the end of the test."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+        self.open: list[WebsocketCommunicator] = []
+
+    async def connect(
+        self,
+        user: Any = None,
+        *,
+        token: str | None = None,
+        path: str = "/ws/agents/",
+        subprotocols: list[str] | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        origin: str = ORIGIN,
+    ) -> tuple[WebsocketCommunicator, bool, Any]:
+        if user is not None:
+            token = token_for(user)
+        if token is not None and subprotocols is None:
+            path = f"{path}?token={token}"
+        communicator = WebsocketCommunicator(
+            self.application,
+            path,
+            headers=[(b"origin", origin.encode()), *(headers or [])],
+            subprotocols=subprotocols,
+        )
+        self.open.append(communicator)
+        connected, subprotocol = await communicator.connect()
+        return communicator, connected, subprotocol
+
+    async def open_as(self, user: Any, **kwargs: Any) -> WebsocketCommunicator:
+        """A connection that is accepted and stays open."""
+        communicator, connected, _ = await self.connect(user, **kwargs)
+        assert connected
+        assert await communicator.receive_nothing(0.05)
+        return communicator
+
+    async def disconnect(self, communicator: WebsocketCommunicator) -> None:
+        self.open.remove(communicator)
+        await communicator.disconnect()
+
+    async def disconnect_all(self) -> None:
+        # Every one, even when one of them fails (its consumer crashed).
+        failures = []
+        while self.open:
+            try:
+                await self.disconnect(self.open[-1])
+            except Exception as error:
+                failures.append(error)
+        if failures:
+            raise failures[0]
+
+
+async def ask(communicator: WebsocketCommunicator, event: str, data: Any = NO_DATA) -> dict:
+    """Send one frame and return the answer."""
+    frame: dict[str, Any] = {"event": event}
+    if data is not NO_DATA:
+        frame["data"] = data
+    await communicator.send_json_to(frame)
+    return await communicator.receive_json_from(timeout=2)
+
+
+async def close_code(communicator: WebsocketCommunicator, timeout: float = 1) -> int | None:
+    """The code of the close the server sends next (failing on any other output)."""
+    message = await communicator.receive_output(timeout)
+    assert message["type"] == "websocket.close", message
+    return message.get("code")
+
+
+async def emit(layer: Any, group: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Send a frame to a group as the emitter (realtime.events) does."""
+    frame = {"event": event, "data": data}
+    await layer.group_send(group, {"type": "neonhub.event", "frame": frame})
+    return frame
