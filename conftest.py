@@ -10,6 +10,16 @@ from neonhub.redis import get_redis
 from tests.factories import UserFactory
 
 
+def pytest_configure(config):
+    # Test runs side by side on one Redis must not take each other's tasks:
+    # this run, and every worker it starts, use a queue of their own.
+    from neonhub.celery import app
+
+    queue = f"neonhub-test-{os.getpid()}"
+    os.environ["CELERY_QUEUE"] = queue
+    app.conf.task_default_queue = queue
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """Give each test run its own test database, so runs side by side never collide."""

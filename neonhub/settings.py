@@ -217,7 +217,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_DEFAULT_QUEUE = "neonhub"
+# Stacks sharing one Redis database (say, two test runs) keep apart by queue name.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "neonhub")
 # Waiting runs live in the database, ordered by priority there, and only
 # admitted runs become broker messages; so messages never wait long and the
 # visibility timeout only has to cover a retry's countdown.
