@@ -309,6 +309,10 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["agents.api.throttling.ApiRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Never trust a client-sent X-Forwarded-For: per-address limits would be
+    # trivially dodged. Behind a proxy, daphne's --proxy-headers sets the
+    # client address (and the proxy must overwrite the header, not append).
+    "NUM_PROXIES": 0,
 }
 
 JSON_CAMEL_CASE = {

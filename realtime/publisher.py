@@ -18,6 +18,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from scheduling.observability import metrics
+
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT_SECONDS = 5.0
@@ -56,6 +58,7 @@ async def send_to_groups(groups: Iterable[str], frame: dict[str, Any]) -> None:
     message = {"type": "neonhub.event", "frame": frame}
     for group in groups:
         await layer.group_send(group, message)
+    metrics.event_sent(frame.get("event"))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

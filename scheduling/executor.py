@@ -14,6 +14,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from agents.models import ExecutionSession
 from agents.runners import RunCancelled, RunFailed, UnknownAgentType, get_runner
 from scheduling import runs
+from scheduling.observability import workers  # noqa: F401  (starts the worker heartbeat)
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from agents.models import AIAgent, ExecutionSession
 from realtime import events
 from scheduling.cron import parse_cron
+from scheduling.observability import metrics
 from scheduling.services import refresh_next_run
 
 logger = logging.getLogger(__name__)
@@ -203,6 +204,7 @@ def start_run(session_id: str, worker: str) -> ExecutionSession | None:
         session.agent.status = AIAgent.Status.RUNNING
         session.agent.last_run_at = now
         events.emit_started(session, session.agent)
+        metrics.run_started(session)
     return session
 
 
@@ -253,6 +255,7 @@ def finish_succeeded(session_id: str, output: str) -> bool:
         agent.retry_count, agent.last_error = 0, ""
         refresh_agent_status(agent)
         events.emit_completed(session, agent)
+        metrics.run_finished(session)
         transaction.on_commit(_after_run_finished)
     return True
 
@@ -297,6 +300,7 @@ def finish_failed(
             transaction.on_commit(lambda: request_admission(countdown=delay))
         refresh_agent_status(agent)
         events.emit_failed(session, agent, will_retry=will_retry)
+        metrics.run_finished(session, will_retry=will_retry)
         transaction.on_commit(_after_run_finished)
     return True
 
@@ -337,6 +341,7 @@ def cancel_session(session: ExecutionSession) -> bool:
             )
             session.duration_ms = _duration_ms(session.started_at, now)
         refresh_agent_status(session.agent)
+        metrics.run_finished(session)
         transaction.on_commit(_after_run_finished)
     return True
 

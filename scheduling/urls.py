@@ -1,3 +1,10 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import re_path
+
+from scheduling.observability import views
+
+urlpatterns = [
+    re_path(r"^healthz/?$", views.healthz, name="healthz"),
+    re_path(r"^metrics/?$", views.prometheus_metrics, name="metrics"),
+]

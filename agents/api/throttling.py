@@ -18,7 +18,12 @@ from rest_framework.throttling import BaseThrottle
 from neonhub.redis import get_redis
 
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])[a-z]*\s*$", re.IGNORECASE)
+# A unit is s, m, h or d, or one of their words ("2hours", "1minute"); any
+# other word is refused, so "10/month" or "10/ms" cannot pass as per minute.
+RATE_PATTERN = re.compile(
+    r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])(?:(?<=s)(?:ec|econd)s?|(?<=m)(?:in|inute)s?|(?<=h)(?:r|our)s?|(?<=d)(?:ay)s?)?\s*$",
+    re.IGNORECASE,
+)
 KEY_PREFIX = "neonhub:ratelimit:"
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from agents.models import ExecutionSession
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory
-from tests.faults.conftest import Api
+from tests.stack import Api
 from tests.scheduling.conftest import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

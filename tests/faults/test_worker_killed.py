@@ -9,7 +9,7 @@ import pytest
 
 from agents.models import AIAgent, ExecutionSession
 from tests.factories import AgentFactory
-from tests.faults.conftest import Api
+from tests.stack import Api
 from tests.scheduling.conftest import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

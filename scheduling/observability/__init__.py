@@ -1,0 +1,1 @@
+"""What operators watch: /healthz, /metrics and the worker heartbeat behind them."""

@@ -1,0 +1,44 @@
+"""/healthz and /metrics: open to load balancers and Prometheus, no sign-in.
+
+Neither answer holds anything a user owns: health names only which parts
+work, metrics only counts across everyone.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from scheduling.observability.collector import registry
+from scheduling.observability.health import run_checks
+
+READ_METHODS = ("GET", "HEAD")
+
+
+def _method_not_allowed() -> JsonResponse:
+    response = JsonResponse({"success": False, "error": "Method not allowed."}, status=405)
+    response["Allow"] = ", ".join(READ_METHODS)
+    return response
+
+
+# Exempt so any other method gets the 405 below, not a CSRF page.
+@csrf_exempt
+async def healthz(request: HttpRequest) -> HttpResponse:
+    # Async so a slow check waits on the event loop, not in the one thread
+    # daphne runs every synchronous view of the process in.
+    if request.method not in READ_METHODS:
+        return _method_not_allowed()
+    report = await run_checks()
+    response = JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    if request.method not in READ_METHODS:
+        return _method_not_allowed()
+    response = HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    response["Cache-Control"] = "no-store"
+    return response
