@@ -29,6 +29,7 @@ run: install .env
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \
 	$(BIN)/python manage.py migrate --noinput && \
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0 && \
+	{ $(BIN)/python manage.py seed_demo || true; } && \
 	echo "NeonHub on http://127.0.0.1:$(PORT)/  (admin: /admin/, API: /api/, docs: /api/docs/)" && \
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile web worker beat
 

@@ -72,12 +72,18 @@ class AIAgent(models.Model):
         related_name="agent",
         help_text="The beat entry that fires this agent's schedule.",
     )
-    next_run_at = models.DateTimeField(null=True, blank=True)
-    last_run_at = models.DateTimeField(null=True, blank=True)
+    next_run_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the schedule fires next; empty while paused."
+    )
+    last_run_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the agent last started a run."
+    )
     retry_count = models.PositiveIntegerField(
         default=0, help_text="Failed attempts since the last success."
     )
-    last_error = models.TextField(blank=True, default="")
+    last_error = models.TextField(
+        blank=True, default="", help_text="The error of the last failed attempt, if any."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -116,9 +122,20 @@ class ExecutionSession(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(AIAgent, on_delete=models.CASCADE, related_name="sessions")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    trigger = models.CharField(max_length=16, choices=Trigger.choices)
-    attempt = models.PositiveIntegerField(default=1)
+    status = models.CharField(
+        max_length=16,
+        choices=Status.choices,
+        default=Status.QUEUED,
+        help_text="Queued until a slot is free, then running, then finished one way or another.",
+    )
+    trigger = models.CharField(
+        max_length=16,
+        choices=Trigger.choices,
+        help_text="What asked for the run: its schedule, a person, or a retry of a failure.",
+    )
+    attempt = models.PositiveIntegerField(
+        default=1, help_text="1 for the first try of a run; retries count up from there."
+    )
     priority = models.PositiveSmallIntegerField(
         choices=Priority.choices,
         default=Priority.NORMAL,
@@ -130,20 +147,30 @@ class ExecutionSession(models.Model):
     not_before = models.DateTimeField(
         help_text="A retry waits for its backoff: it is not started before this time."
     )
-    started_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    success = models.BooleanField(null=True, blank=True)
-    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
-    output_summary = models.TextField(blank=True, default="")
-    error_message = models.TextField(blank=True, default="")
-    progress = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a worker began the run."
+    )
+    completed_at = models.DateTimeField(null=True, blank=True, help_text="When the run ended.")
+    success = models.BooleanField(
+        null=True, blank=True, help_text="Empty while the run is unfinished."
+    )
+    duration_ms = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="How long the run took, in milliseconds."
+    )
+    output_summary = models.TextField(
+        blank=True, default="", help_text="What the agent reported when it finished."
+    )
+    error_message = models.TextField(blank=True, default="", help_text="Why the run failed.")
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done, 0-100.")
     lease_expires_at = models.DateTimeField(
         null=True,
         blank=True,
         help_text="While running, the worker keeps renewing this; past it the run is "
         "taken as lost and its slot is reclaimed.",
     )
-    worker = models.CharField(max_length=200, blank=True, default="")
+    worker = models.CharField(
+        max_length=200, blank=True, default="", help_text="The Celery worker that ran it."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

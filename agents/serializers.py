@@ -106,7 +106,9 @@ class AgentSerializer(serializers.ModelSerializer):
 
 class SessionSerializer(serializers.ModelSerializer):
     agent_id = serializers.UUIDField(read_only=True)
-    duration = serializers.IntegerField(source="duration_ms", read_only=True)
+    duration = serializers.IntegerField(
+        source="duration_ms", read_only=True, allow_null=True, help_text="Milliseconds."
+    )
 
     class Meta:
         model = ExecutionSession

@@ -10,15 +10,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neonhub.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from realtime.auth import WebSocketAuthMiddleware  # noqa: E402
+from realtime.origin import browser_origin_validator  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": browser_origin_validator(
             WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
         ),
     }

@@ -307,7 +307,7 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "agents.api.exceptions.envelope_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["agents.api.throttling.ApiRateThrottle"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "agents.api.schema.EnvelopeAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Never trust a client-sent X-Forwarded-For: per-address limits would be
     # trivially dodged. Behind a proxy, daphne's --proxy-headers sets the
@@ -327,13 +327,27 @@ SIMPLE_JWT = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "NeonHub agent scheduler API",
-    "DESCRIPTION": "Run AI agents on cron schedules and watch them live.",
+    "DESCRIPTION": (
+        "Run AI agents on cron schedules and watch them live.\n\n"
+        'Every answer is JSON in an envelope: `{"success": true, "data": ...}`, '
+        '`{"success": true, "message": ...}` for deletions, and '
+        '`{"success": false, "error": ..., "details": ...}` for every error. Keys are '
+        "camelCase. Send `Authorization: Bearer <access token>` from `POST /api/auth/token`. "
+        "Every path also answers with a trailing slash. Requests are rate-limited per user "
+        "(`API_RATE_LIMIT`, default 100 per 15 minutes; over it: 429 with `Retry-After`). "
+        "Live events: the WebSocket `/ws/agents/`, described in docs/api/agent-scheduler.md."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "CAMELIZE_NAMES": False,
+    "PREPROCESSING_HOOKS": ["agents.api.schema.api_paths_without_trailing_slash"],
+    "ENUM_NAME_OVERRIDES": {
+        "AgentStatusEnum": "agents.models.AIAgent.Status",
+        "SessionStatusEnum": "agents.models.ExecutionSession.Status",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "drf_spectacular.contrib.djangorestframework_camel_case.camelize_serializer_fields",

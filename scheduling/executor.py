@@ -129,13 +129,9 @@ class LeaseKeeper(threading.Thread):
             connection.close()
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{threading.current_thread().name}"
-
-
-def execute(session_id: str) -> str | None:
+def execute(session_id: str, *, worker: str = "") -> str | None:
     """Run an admitted session to its end; returns its final status."""
-    session = with_db_retry(runs.start_run, session_id, worker_name())
+    session = with_db_retry(runs.start_run, session_id, worker or socket.gethostname())
     if session is None:
         return None
     context = SessionContext(session)

@@ -90,7 +90,7 @@ def set_schedule(
     """Create or change the agent's schedule; raises CronError / TimezoneError / NoSchedule."""
     agent = AIAgent.objects.select_for_update().get(pk=agent.pk)
     new_expression = agent.schedule_expression if expression is UNSET else expression
-    if not new_expression:
+    if expression is UNSET and not new_expression:
         raise NoSchedule("This agent has no schedule yet: create one with POST first.")
     cron = parse_cron(new_expression)
     if timezone_name is not UNSET:

@@ -37,9 +37,9 @@ def admit() -> list[str]:
     return runs.admit_waiting_runs()
 
 
-@shared_task(name="scheduling.execute_run", ignore_result=True)
-def execute_run(session_id: str) -> str | None:
-    return executor.execute(session_id)
+@shared_task(name="scheduling.execute_run", ignore_result=True, bind=True)
+def execute_run(self, session_id: str) -> str | None:
+    return executor.execute(session_id, worker=self.request.hostname or "")
 
 
 @shared_task(name="scheduling.tick", ignore_result=True)

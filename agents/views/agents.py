@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -8,11 +8,36 @@ from rest_framework.response import Response
 from agents import services
 from agents.api.pagination import paginate
 from agents.api.renderers import MessageResponse
+from agents.api.schema import ID, PAGE, AgentListSerializer, MessageSerializer
 from agents.serializers import AgentSerializer
 from agents.views.lookups import get_visible_agent
 
 
 @extend_schema(tags=["agents"])
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="listAgents",
+        summary="List the agents",
+        parameters=PAGE,
+        responses=AgentListSerializer,
+    ),
+    create=extend_schema(operation_id="createAgent", summary="Create an agent"),
+    retrieve=extend_schema(operation_id="getAgent", summary="Get an agent", parameters=[ID]),
+    partial_update=extend_schema(
+        operation_id="updateAgent",
+        summary="Change an agent's name, type or configuration",
+        parameters=[ID],
+    ),
+    update=extend_schema(
+        operation_id="replaceAgent", summary="Same as PATCH", parameters=[ID], deprecated=True
+    ),
+    destroy=extend_schema(
+        operation_id="deleteAgent",
+        summary="Delete an agent and its schedule",
+        parameters=[ID],
+        responses={200: MessageSerializer},
+    ),
+)
 class AgentViewSet(viewsets.ViewSet):
     """Agents the signed-in user manages (staff: all agents)."""
 

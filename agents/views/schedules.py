@@ -11,6 +11,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents.api.renderers import MessageResponse
+from agents.api.schema import (
+    AGENT_ID,
+    MessageSerializer,
+    ScheduleDetailSerializer,
+    ScheduleRequestSerializer,
+    SchedulerStatsSerializer,
+    SchedulerStatusSerializer,
+    ScheduleSerializer,
+)
 from agents.models import AIAgent, ExecutionSession
 from agents.serializers import PriorityField, StrictBooleanField
 from agents.services import visible_agents
@@ -84,7 +93,33 @@ def _change_schedule(agent: AIAgent, data: dict[str, Any], *, creating: bool) ->
         raise ValidationError({"cron_expression": [str(exc)]}) from None
 
 
-@extend_schema(tags=["schedules"], request=ScheduleInputSerializer)
+@extend_schema(tags=["schedules"], parameters=[AGENT_ID])
+@extend_schema(
+    methods=["GET"],
+    operation_id="getSchedule",
+    summary="An agent's schedule, its next 5 runs and its beat entry",
+    responses=ScheduleDetailSerializer,
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="setSchedule",
+    summary="Schedule an agent (or replace its schedule)",
+    request=ScheduleRequestSerializer,
+    responses=ScheduleSerializer,
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="changeSchedule",
+    summary="Change an existing schedule; pause or resume with enabled",
+    request=ScheduleRequestSerializer,
+    responses=ScheduleSerializer,
+)
+@extend_schema(
+    methods=["DELETE"],
+    operation_id="deleteSchedule",
+    summary="Unschedule an agent",
+    responses={200: MessageSerializer},
+)
 @api_view(["GET", "POST", "PATCH", "DELETE"])
 def agent_schedule(request: Request, agent_id: str) -> Response:
     agent = get_visible_agent(request, agent_id)
@@ -99,14 +134,25 @@ def agent_schedule(request: Request, agent_id: str) -> Response:
     return Response(_schedule_summary(agent))
 
 
-@extend_schema(tags=["schedules"])
+@extend_schema(
+    tags=["schedules"],
+    operation_id="getAgentSchedulerStatus",
+    summary="The scheduler's figures, seen from one agent",
+    parameters=[AGENT_ID],
+    responses=SchedulerStatsSerializer,
+)
 @api_view(["GET"])
 def agent_schedule_status(request: Request, agent_id: str) -> Response:
     get_visible_agent(request, agent_id)
     return Response(scheduler_stats())
 
 
-@extend_schema(tags=["schedules"])
+@extend_schema(
+    tags=["schedules"],
+    operation_id="getSchedulerStatus",
+    summary="The scheduler's figures and every scheduled agent the user can see",
+    responses=SchedulerStatusSerializer,
+)
 @api_view(["GET"])
 def scheduler_status(request: Request) -> Response:
     agents = list(

@@ -9,8 +9,8 @@ from django.db import connection
 
 from agents.models import AIAgent, ExecutionSession
 from tests.factories import AgentFactory
-from tests.stack import Api
 from tests.scheduling.conftest import wait_until
+from tests.stack import Api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -35,7 +35,7 @@ class Sockets:
         path: str = "/ws/agents/",
         subprotocols: list[str] | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
-        origin: str = ORIGIN,
+        origin: str | None = ORIGIN,
     ) -> tuple[WebsocketCommunicator, bool, Any]:
         if user is not None:
             token = token_for(user)
@@ -44,7 +44,7 @@ class Sockets:
         communicator = WebsocketCommunicator(
             self.application,
             path,
-            headers=[(b"origin", origin.encode()), *(headers or [])],
+            headers=[*([(b"origin", origin.encode())] if origin else []), *(headers or [])],
             subprotocols=subprotocols,
         )
         self.open.append(communicator)

@@ -115,6 +115,12 @@ async def test_it_refuses_a_foreign_origin(sockets, user):
     assert not connected
 
 
+async def test_a_client_that_sends_no_origin_is_let_in(sockets, user):
+    # Scripts and API clients send no Origin; only browsers need the check.
+    _, connected, _ = await sockets.connect(user, origin=None)
+    assert connected
+
+
 async def test_it_closes_the_socket_when_the_token_expires(sockets, user):
     # exp is whole seconds: two seconds of lifetime leave at least one.
     token = token_for(user, lifetime=timedelta(seconds=2))

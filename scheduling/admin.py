@@ -1,0 +1,82 @@
+"""django-celery-beat's admin as it ships, plus a link from each entry to its agent.
+
+Edits saved through its forms reach the agent through ``scheduling.signals``.
+Its enable / disable / toggle actions write with ``queryset.update()``, which
+sends no signals, so they are wrapped here to mirror the agents' entries too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
+from django_celery_beat.models import PeriodicTask
+
+from agents.models import AIAgent
+from scheduling import services
+from scheduling.cron import CronError
+
+logger = logging.getLogger(__name__)
+
+admin.site.unregister(PeriodicTask)
+
+
+@admin.register(PeriodicTask)
+class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
+    list_display = (*BeatPeriodicTaskAdmin.list_display, "agent_link")
+    readonly_fields = (*BeatPeriodicTaskAdmin.readonly_fields, "agent_link")
+    fieldsets = (
+        (
+            BeatPeriodicTaskAdmin.fieldsets[0][0],
+            {
+                **BeatPeriodicTaskAdmin.fieldsets[0][1],
+                "fields": (*BeatPeriodicTaskAdmin.fieldsets[0][1]["fields"], "agent_link"),
+            },
+        ),
+        *BeatPeriodicTaskAdmin.fieldsets[1:],
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PeriodicTask]:
+        return super().get_queryset(request).select_related("agent")
+
+    @admin.display(description="agent")
+    def agent_link(self, task: PeriodicTask) -> str:
+        agent: AIAgent | None = getattr(task, "agent", None) if task.pk else None
+        if agent is None:
+            return "-"
+        url = reverse("admin:agents_aiagent_change", args=[agent.pk])
+        return format_html('<a href="{}">{}</a>', url, agent.name)
+
+    @admin.action(description="Enable selected tasks")
+    def enable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        super().enable_tasks(request, queryset)
+        _mirror_agents(ids)
+
+    @admin.action(description="Disable selected tasks")
+    def disable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        super().disable_tasks(request, queryset)
+        _mirror_agents(ids)
+
+    @admin.action(description="Toggle activity of selected tasks")
+    def toggle_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        super().toggle_tasks(request, queryset)
+        _mirror_agents(ids)
+
+
+def _mirror_agents(task_ids: list[int]) -> None:
+    tasks = PeriodicTask.objects.filter(
+        pk__in=task_ids, name__startswith=services.PERIODIC_TASK_PREFIX
+    ).select_related("crontab")
+    for task in tasks:
+        try:
+            services.mirror_beat_edit(task)
+        except CronError:
+            logger.warning("Beat entry %s holds a schedule agents cannot use", task.name)

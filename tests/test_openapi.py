@@ -1,0 +1,311 @@
+"""The OpenAPI schema (/api/schema/) and its UI (/api/docs/) describe the real API."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+import yaml
+from django.core.management import call_command
+from django.test import Client
+from drf_spectacular.generators import SchemaGenerator
+from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
+from openapi_spec_validator import validate as validate_spec
+
+from scheduling import runs
+from tests.factories import PASSWORD, AgentFactory, SessionFactory
+
+PATHS = {
+    "/api/auth/token",
+    "/api/auth/token/refresh",
+    "/api/agents",
+    "/api/agents/{id}",
+    "/api/agents/{agent_id}/schedule",
+    "/api/agents/{agent_id}/schedule/status",
+    "/api/agents/scheduler/status",
+    "/api/agents/{agent_id}/run",
+    "/api/agents/{agent_id}/sessions",
+    "/api/sessions/{session_id}",
+    "/api/sessions/{session_id}/cancel",
+}
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def operations(spec: dict[str, Any]):
+    for path, item in spec["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def json_schema(response: dict[str, Any]) -> dict[str, Any]:
+    return response["content"]["application/json"]["schema"]
+
+
+# --- the schema itself -------------------------------------------------------------
+
+
+def test_the_schema_generates_without_warnings_and_is_valid_openapi(tmp_path):
+    target = tmp_path / "schema.yaml"
+    # Raises on any warning or error, and checks against the OpenAPI 3.0 JSON schema.
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+    document = yaml.safe_load(target.read_text())
+    assert document["openapi"].startswith("3.0")
+    validate_spec(document)
+
+
+def test_every_path_is_listed_once_without_a_trailing_slash(spec):
+    assert set(spec["paths"]) == PATHS
+    operation_ids = [operation["operationId"] for _, _, operation in operations(spec)]
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+def test_success_answers_are_described_inside_the_envelope(spec):
+    for path, method, operation in operations(spec):
+        successes = {code: r for code, r in operation["responses"].items() if code < "300"}
+        assert len(successes) == 1, (path, method)
+        (schema,) = (json_schema(response) for response in successes.values())
+        if method == "delete":
+            assert schema == {"$ref": "#/components/schemas/Message"}, path
+        else:
+            assert schema["required"] == ["success", "data"], (path, method)
+            assert schema["properties"]["success"]["type"] == "boolean"
+
+
+def test_errors_are_described_with_the_error_envelope(spec):
+    error = spec["components"]["schemas"]["Error"]
+    assert set(error["properties"]) == {"success", "error", "details"}
+    assert sorted(error["required"]) == ["error", "success"]
+    for path, method, operation in operations(spec):
+        responses = operation["responses"]
+        expected = {"401", "405", "429"} | ({"404"} if "{" in path else set())
+        assert expected <= set(responses), (path, method)
+        for code, response in responses.items():
+            if code >= "400":
+                assert json_schema(response) == {"$ref": "#/components/schemas/Error"}
+        assert "Retry-After" in responses["429"]["headers"]
+    run = spec["paths"]["/api/agents/{agent_id}/run"]["post"]["responses"]
+    assert set(run) == {"202", "401", "404", "405", "429"}
+    assert "400" in spec["paths"]["/api/agents"]["post"]["responses"]
+    assert "400" in spec["paths"]["/api/agents"]["get"]["responses"]  # limit / offset
+
+
+def test_field_names_are_camel_case(spec):
+    def names(schema: Any):
+        if isinstance(schema, dict):
+            for name, value in schema.get("properties", {}).items():
+                yield name
+                yield from names(value)
+            for key in ("items", "allOf", "oneOf", "anyOf"):
+                if key in schema:
+                    yield from names(schema[key])
+        elif isinstance(schema, list):
+            for item in schema:
+                yield from names(item)
+
+    found = set(names(list(spec["components"]["schemas"].values())))
+    assert {"agentType", "scheduleExpression", "nextRunAt", "upcomingRuns", "sessionId"} <= found
+    assert not [name for name in found if "_" in name]
+
+
+def test_auth_is_a_jwt_bearer_token(spec):
+    scheme = spec["components"]["securitySchemes"]["jwtAuth"]
+    assert scheme == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    for path, method, operation in operations(spec):
+        if path.startswith("/api/auth/"):
+            assert "security" not in operation, path
+        else:
+            assert {"jwtAuth": []} in operation["security"], (path, method)
+
+
+def test_lists_take_limit_and_offset(spec):
+    for path in ("/api/agents", "/api/agents/{agent_id}/sessions"):
+        parameters = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
+        assert parameters["limit"]["schema"] == {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100,
+            "default": 20,
+        }
+        assert parameters["offset"]["in"] == "query"
+
+
+def test_ids_in_paths_are_uuids(spec):
+    for path, _, operation in operations(spec):
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "path":
+                assert parameter["schema"] == {"type": "string", "format": "uuid"}, path
+
+
+# --- real answers against the schema ------------------------------------------------
+
+
+def strict(schema: Any) -> Any:
+    """The schema with undocumented object keys forbidden.
+
+    drf-spectacular writes a nullable reference as ``allOf: [$ref]`` next to
+    ``nullable: true``, which tools read as "the reference or null" but a
+    strict OpenAPI 3.0 validator does not (``nullable`` needs a ``type``
+    beside it); it is spelled out here the way the tools read it.
+    """
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: strict(value) for key, value in schema.items()}
+    if "properties" in result and "additionalProperties" not in result:
+        result["additionalProperties"] = False
+    if result.get("nullable") and "allOf" in result and "type" not in result:
+        result = {"anyOf": [{"allOf": result.pop("allOf")}, {"enum": [None]}], **result}
+    return result
+
+
+class Checker:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.components = strict(copy.deepcopy(spec["components"]))
+        self.checked: set[tuple[str, str, str]] = set()
+
+    def __call__(self, response, template: str, method: str) -> dict[str, Any]:
+        code = str(response.status_code)
+        operation = self.spec["paths"][template][method]
+        assert code in operation["responses"], (template, method, code, response.content)
+        schema = {
+            **strict(json_schema(operation["responses"][code])),
+            "components": self.components,
+        }
+        body = response.json()
+        OAS30ReadValidator(schema, format_checker=oas30_format_checker).validate(body)
+        self.checked.add((template, method, code))
+        return body
+
+
+@pytest.fixture
+def no_broker(monkeypatch):
+    monkeypatch.setattr(runs, "request_admission", lambda countdown=None: None)
+    monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
+
+
+@pytest.mark.django_db
+def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
+    check = Checker(spec)
+
+    body = check(
+        anonymous.post(
+            "/api/auth/token", {"username": user.username, "password": PASSWORD}, format="json"
+        ),
+        "/api/auth/token",
+        "post",
+    )
+    refresh = body["data"]["refresh"]
+    check(
+        anonymous.post("/api/auth/token", {"username": user.username, "password": "no"}),
+        "/api/auth/token",
+        "post",
+    )
+    check(
+        anonymous.post("/api/auth/token/refresh", {"refresh": refresh}, format="json"),
+        "/api/auth/token/refresh",
+        "post",
+    )
+    check(anonymous.get("/api/agents"), "/api/agents", "get")
+
+    created = check(
+        api.post(
+            "/api/agents",
+            {"name": "Writer", "agentType": "demo", "configuration": {"steps": 1}},
+            format="json",
+        ),
+        "/api/agents",
+        "post",
+    )
+    agent_id = created["data"]["id"]
+    check(
+        api.post("/api/agents", {"name": "", "agentType": "x"}, format="json"),
+        "/api/agents",
+        "post",
+    )
+    check(api.get("/api/agents?limit=5"), "/api/agents", "get")
+    check(api.get("/api/agents?limit=500"), "/api/agents", "get")
+    check(api.delete("/api/agents"), "/api/agents", "post")  # a 405, documented everywhere
+    check(api.get(f"/api/agents/{agent_id}"), "/api/agents/{id}", "get")
+    check(
+        api.patch(f"/api/agents/{agent_id}", {"name": "W"}, format="json"),
+        "/api/agents/{id}",
+        "patch",
+    )
+    check(api.get(f"/api/agents/{AgentFactory().pk}"), "/api/agents/{id}", "get")
+
+    schedule = f"/api/agents/{agent_id}/schedule"
+    template = "/api/agents/{agent_id}/schedule"
+    check(api.get(schedule), template, "get")  # no schedule yet
+    check(api.post(schedule, {"cronExpression": "0 9 * * *"}, format="json"), template, "post")
+    check(api.post(schedule, {"cronExpression": "99 * * * *"}, format="json"), template, "post")
+    check(api.patch(schedule, {"enabled": False}, format="json"), template, "patch")
+    check(
+        api.patch(schedule, {"enabled": True, "priority": "HIGH"}, format="json"), template, "patch"
+    )
+    check(api.get(schedule), template, "get")
+    check(api.get(f"{schedule}/status"), "/api/agents/{agent_id}/schedule/status", "get")
+    check(api.get("/api/agents/scheduler/status"), "/api/agents/scheduler/status", "get")
+
+    queued = check(api.post(f"/api/agents/{agent_id}/run"), "/api/agents/{agent_id}/run", "post")
+    session_id = queued["data"]["sessionId"]
+    SessionFactory(agent_id=agent_id, status="FAILED", error_message="Boom.", duration_ms=12)
+    check(api.get(f"/api/agents/{agent_id}/sessions"), "/api/agents/{agent_id}/sessions", "get")
+    check(api.get(f"/api/sessions/{session_id}"), "/api/sessions/{session_id}", "get")
+    cancel = "/api/sessions/{session_id}/cancel"
+    check(api.post(f"/api/sessions/{session_id}/cancel"), cancel, "post")
+    check(api.post(f"/api/sessions/{session_id}/cancel"), cancel, "post")  # already finished
+
+    check(api.delete(schedule), template, "delete")
+    check(api.delete(f"/api/agents/{agent_id}"), "/api/agents/{id}", "delete")
+
+    answered = {(template, method) for template, method, _ in check.checked}
+    assert answered == {(path, method) for path, method, _ in operations(spec)} - {
+        ("/api/agents/{id}", "put")  # the same view as PATCH
+    }
+    codes = {code for _, _, code in check.checked}
+    assert {"200", "201", "202", "400", "401", "404", "405"} <= codes
+
+
+@pytest.mark.django_db
+def test_a_rate_limited_answer_matches_the_schema(spec, api, settings):
+    settings.API_RATE_LIMIT = "1/m"
+    check = Checker(spec)
+    response = [api.get("/api/agents") for _ in range(2)][-1]
+    assert response.status_code == 429 and int(response["Retry-After"]) >= 1
+    check(response, "/api/agents", "get")
+
+
+# --- the endpoints ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/schema", "/api/schema/"])
+def test_the_schema_endpoint_answers_anonymously(path):
+    response = Client().get(path, {"format": "json"})
+    assert response.status_code == 200
+    document = response.json()
+    assert set(document["paths"]) == PATHS
+
+
+@pytest.mark.parametrize("path", ["/api/docs", "/api/docs/"])
+def test_the_docs_render_offline_from_local_assets(path):
+    client = Client()
+    response = client.get(path)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "SwaggerUIBundle" in page
+    assert not re.search(r"cdn|jsdelivr|unpkg|cdnjs", page, re.IGNORECASE)
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and all(asset.startswith("/static/") for asset in assets), assets
+    assert any(asset.endswith("swagger-ui-bundle.js") for asset in assets)
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
