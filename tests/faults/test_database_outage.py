@@ -52,6 +52,7 @@ def test_a_run_whose_database_connections_are_cut_is_still_recorded(stack):
         timeout=60,
         what="run recorded",
     )
+    print(f"run ended {session.status} after its connections were cut")
     # Recorded correctly, or failed and retried: never left RUNNING.
     if session.status == "FAILED":
         wait_until(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -25,7 +26,9 @@ def test_a_terminated_worker_finishes_its_run_before_exiting(stack):
         what="run in progress",
     )
     leaving.signal(signal.SIGTERM)
+    signalled = time.monotonic()
     leaving.popen.wait(timeout=30)
+    print(f"worker finished its run and exited {time.monotonic() - signalled:.1f} s after SIGTERM")
 
     session = ExecutionSession.objects.get(pk=session_id)
     assert session.status == "SUCCEEDED"
