@@ -6,8 +6,10 @@ import pytest
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
+from agents.models import ExecutionSession
 from neonhub.redis import get_redis
 from tests.factories import UserFactory
+from tests.processes import start_worker, wait_until
 
 
 def pytest_configure(config):
@@ -78,3 +80,27 @@ def anonymous() -> APIClient:
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def live_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker on the test database and Redis, for the whole session.
+
+    Backoff is shortened so retry tests take seconds, not minutes.
+    """
+    worker = start_worker(SCHEDULER_BACKOFF_BASE="100", SCHEDULER_BACKOFF_MAX="1000")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(live_worker, transactional_db):
+    get_redis().delete("neonhub:beat:heartbeat")
+    yield live_worker
+    # Let nothing of this test's runs leak into the next one.
+    wait_until(
+        lambda: (
+            not ExecutionSession.objects.filter(status=ExecutionSession.Status.RUNNING).exists()
+        ),
+        timeout=30,
+    )

@@ -187,7 +187,7 @@ STORAGES = {
 # development and tests.
 WHITENOISE_USE_FINDERS = True
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/dashboard/login/"
 
 # --- Redis, Celery, Channels ------------------------------------------------------
 

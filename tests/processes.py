@@ -157,3 +157,14 @@ def start_daphne(port: int | None = None, **env: str) -> tuple[Process, int]:
 
     process.wait_for(answers, 60, f"daphne listening on {port}")
     return process, port
+
+
+def wait_until(predicate, timeout: float = 30, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout} s")

@@ -23,7 +23,6 @@ from tests.factories import AgentFactory, SessionFactory
 from tests.processes import ROOT, child_env
 
 # The scheduling tests' real worker, for the one test that needs a run to finish.
-from tests.scheduling.conftest import live_worker, worker  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -159,7 +158,7 @@ def test_run_agent_wait_gives_up_after_the_timeout_with_a_hint(no_broker):
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
-def test_run_agent_waits_for_a_real_worker_and_prints_the_outcome(worker):  # noqa: F811
+def test_run_agent_waits_for_a_real_worker_and_prints_the_outcome(worker):
     agent = AgentFactory(configuration={"steps": 2, "stepSeconds": 0.1, "output": "two steps"})
     output = run("run_agent", str(agent.pk), "--wait", "--timeout", "60")
     assert "Succeeded in " in output and output.rstrip().endswith(": two steps")

@@ -10,7 +10,7 @@ from django.utils import timezone
 from agents.models import ExecutionSession
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory
-from tests.scheduling.conftest import wait_until
+from tests.processes import wait_until
 from tests.stack import Api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -9,7 +9,7 @@ import pytest
 
 from agents.models import AIAgent, ExecutionSession
 from tests.factories import AgentFactory
-from tests.scheduling.conftest import wait_until
+from tests.processes import wait_until
 from tests.stack import Api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -8,8 +8,7 @@ from conftest import client_for
 from scheduling.heartbeat import beat_is_running
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory
-from tests.processes import start_beat
-from tests.scheduling.conftest import wait_until
+from tests.processes import start_beat, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

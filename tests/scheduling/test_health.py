@@ -19,8 +19,7 @@ from scheduling import heartbeat
 from scheduling.heartbeat import BEAT_HEARTBEAT_KEY, beat_is_running, record_beat_heartbeat
 from scheduling.observability import health, workers
 from scheduling.observability.store import fast_redis
-from tests.processes import free_port, start_beat, start_daphne, start_worker
-from tests.scheduling.conftest import wait_until
+from tests.processes import free_port, start_beat, start_daphne, start_worker, wait_until
 
 pytestmark = pytest.mark.django_db
 

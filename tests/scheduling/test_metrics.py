@@ -25,8 +25,7 @@ from scheduling.observability import metrics, workers
 from scheduling.observability.store import fast_redis
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
-from tests.processes import free_port
-from tests.scheduling.conftest import wait_until
+from tests.processes import free_port, wait_until
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from agents.models import AIAgent, ExecutionSession, Priority
 from conftest import client_for
 from scheduling.tasks import dispatch_scheduled_run
 from tests.factories import AgentFactory, UserFactory
-from tests.scheduling.conftest import wait_until
+from tests.processes import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -1,0 +1,477 @@
+/* One agent: its schedule and next runs, its current run, a chart of recent runs
+ * and the paginated history. Rendered from the embedded state, kept current by
+ * the agent's WebSocket room, re-read over REST after a dropped socket.
+ */
+(function () {
+  "use strict";
+
+  const NH = window.NeonHub;
+  const { h, fill, icon, api } = NH;
+  const SVG = "http://www.w3.org/2000/svg";
+
+  const initial = NH.embedded("agent-state");
+  if (!initial) return;
+
+  let agent = initial.agent;
+  let schedule = initial.schedule;
+  let recent = initial.sessions; // newest first, for the chart
+  let page = { sessions: recent.slice(0, initial.pageSize), total: initial.sessionsTotal, offset: 0 };
+  const pageSize = initial.pageSize;
+  const chartRuns = 30;
+  const base = "/api/agents/" + agent.id;
+  let reloadTimer = null;
+  let lastDueRefresh = 0;
+
+  const board = new NH.RunBoard(document.getElementById("running-list"), document.getElementById("running-empty"), {
+    lingerMs: 10000,
+  });
+  const feed = new NH.Feed(document.getElementById("feed"), null, { limit: 12 });
+
+  // --- header and actions -------------------------------------------------------------------
+
+  function renderHeader() {
+    const status = document.getElementById("agent-status");
+    status.dataset.status = agent.status;
+    status.textContent = NH.titleCase(agent.status);
+    document.getElementById("agent-priority").textContent = NH.titleCase(agent.priority) + " priority";
+    const actions = document.getElementById("agent-actions");
+    const keep = actions.querySelector("a");
+    const focused = document.activeElement && actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+    if (actions.querySelector("[aria-busy]")) return;
+    const buttons = [
+      h("button", { type: "button", class: "btn btn-primary", "data-action": "run" }, icon("play"), "Run now"),
+    ];
+    if (agent.scheduleExpression) {
+      const paused = !agent.scheduleEnabled;
+      buttons.push(
+        h(
+          "button",
+          {
+            type: "button",
+            class: "btn",
+            "data-action": paused ? "resume" : "pause",
+            "aria-label": (paused ? "Resume" : "Pause") + " the schedule",
+          },
+          icon(paused ? "resume" : "pause"),
+          paused ? "Resume schedule" : "Pause schedule",
+        ),
+      );
+    }
+    fill(actions, buttons, keep);
+    if (focused) {
+      const again = actions.querySelector('[data-action="' + focused + '"]') || actions.querySelector("[data-action]:not([data-action=run])");
+      if (again) again.focus();
+    }
+  }
+
+  document.getElementById("agent-actions").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button || NH.isBusy(button)) return;
+    if (button.dataset.action === "run") runNow(button);
+    else setEnabled(button.dataset.action === "resume", button);
+  });
+
+  async function runNow(button) {
+    NH.busy(button, true);
+    try {
+      await api("POST", base + "/run");
+      if (agent.status !== "RUNNING") {
+        agent.status = "QUEUED";
+        board.queued(agent.id, "Queued run");
+      }
+      feed.add("queued", new Date(), "Queued to run now");
+      NH.announce("Run queued.");
+    } catch (error) {
+      NH.apiFailed(error, "Could not run the agent");
+    } finally {
+      NH.busy(button, false);
+      renderHeader();
+    }
+  }
+
+  async function setEnabled(enabled, button) {
+    NH.busy(button, true);
+    try {
+      const data = await api("PATCH", base + "/schedule", { enabled });
+      Object.assign(agent, data);
+      // The summary has no upcoming runs; the full schedule does.
+      const detail = await api("GET", base + "/schedule");
+      applySchedule(detail);
+      const text = enabled ? "Schedule resumed." : "Schedule paused.";
+      NH.toast(text, "ok");
+      NH.announce(text);
+    } catch (error) {
+      NH.apiFailed(error, "Could not " + (enabled ? "resume" : "pause") + " the schedule");
+    } finally {
+      NH.busy(button, false);
+      renderHeader();
+      renderSchedule();
+    }
+  }
+
+  // --- schedule -----------------------------------------------------------------------------
+
+  function applySchedule(detail) {
+    Object.assign(agent, {
+      scheduleExpression: detail.scheduleExpression,
+      scheduleEnabled: detail.scheduleEnabled,
+      scheduleTimezone: detail.scheduleTimezone,
+      priority: detail.priority,
+      nextRunAt: detail.nextRunAt,
+      lastRunAt: detail.lastRunAt,
+      status: detail.status,
+    });
+    schedule = { description: detail.description, upcomingRuns: detail.upcomingRuns || [] };
+  }
+
+  function renderSchedule() {
+    const state = document.getElementById("schedule-state");
+    if (!agent.scheduleExpression) {
+      state.textContent = "";
+    } else {
+      state.dataset.status = agent.scheduleEnabled ? "ACTIVE" : "PAUSED";
+      state.textContent = agent.scheduleEnabled ? "Active" : "Paused";
+    }
+    document.getElementById("schedule-desc").textContent = agent.scheduleExpression
+      ? schedule.description || agent.scheduleExpression
+      : "Not scheduled";
+    const facts = document.getElementById("schedule-facts");
+    facts.querySelector('[data-field="expression"]').textContent = agent.scheduleExpression || "—";
+    facts.querySelector('[data-field="timezone"]').textContent = agent.scheduleTimezone || "UTC";
+    const next = facts.querySelector('[data-field="next"]');
+    if (agent.nextRunAt) fill(next, NH.dateTime(agent.nextRunAt), " ", h("span", { class: "muted" }, "(", NH.timeAgo(agent.nextRunAt), ")"));
+    else fill(next, h("span", { class: "muted", text: agent.scheduleExpression ? "None while paused" : "—" }));
+    const last = facts.querySelector('[data-field="last"]');
+    if (agent.lastRunAt) fill(last, NH.dateTime(agent.lastRunAt), " ", h("span", { class: "muted" }, "(", NH.timeAgo(agent.lastRunAt), ")"));
+    else fill(last, h("span", { class: "muted", text: "Never" }));
+    facts.querySelector('[data-field="retries"]').textContent = agent.retryCount
+      ? agent.retryCount + (agent.lastError ? " · " + agent.lastError : "")
+      : "0";
+
+    const list = document.getElementById("upcoming");
+    fill(
+      list,
+      schedule.upcomingRuns.map((run) =>
+        h("li", {}, h("time", { datetime: run, title: NH.fullDate(run), text: NH.dateTime(run) }), NH.timeAgo(run, "rel")),
+      ),
+    );
+    const zone = NH.localZone();
+    document.getElementById("upcoming-zone").textContent =
+      schedule.upcomingRuns.length && zone ? "Your time (" + zone + ")" : "";
+    const empty = document.getElementById("upcoming-empty");
+    empty.hidden = schedule.upcomingRuns.length > 0;
+    empty.textContent = agent.scheduleExpression
+      ? "Paused: no runs ahead until the schedule is resumed."
+      : "No schedule: this agent runs only when started by hand or by the API.";
+  }
+
+  // --- chart --------------------------------------------------------------------------------
+
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+    for (const child of children) if (child) node.append(child);
+    return node;
+  }
+
+  function niceCeiling(value) {
+    if (value <= 0) return 1000;
+    const magnitude = 10 ** Math.floor(Math.log10(value));
+    for (const step of [1, 2, 2.5, 5, 10]) if (step * magnitude >= value) return step * magnitude;
+    return 10 * magnitude;
+  }
+
+  function outcome(session) {
+    if (session.status === "SUCCEEDED") return ["b-ok", "Succeeded"];
+    if (session.status === "FAILED") return ["b-bad", "Failed"];
+    if (session.status === "RUNNING" || session.status === "QUEUED") return ["b-live", NH.titleCase(session.status)];
+    return ["b-other", NH.titleCase(session.status)];
+  }
+
+  function median(values) {
+    if (!values.length) return null;
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  }
+
+  function renderChart() {
+    const figure = document.getElementById("chart");
+    const caption = document.getElementById("chart-caption");
+    const runs = recent.slice(0, chartRuns).reverse(); // oldest on the left
+    figure.querySelectorAll("svg, .chart-empty").forEach((node) => node.remove());
+    const stats = document.getElementById("chart-stats");
+    if (!runs.length) {
+      figure.append(h("div", { class: "chart-empty", text: "No runs yet." }));
+      fill(stats);
+      return;
+    }
+    const durations = runs.map((s) => s.duration).filter((d) => d !== null && d !== undefined);
+    const top = niceCeiling(Math.max(...durations, 0));
+    // Drawn at the figure's real size so text and bars are never stretched.
+    const width = Math.max(320, Math.round(figure.clientWidth || 720));
+    const height = 180;
+    const left = 52;
+    const bottom = 22;
+    const plotH = height - bottom - 8;
+    const slot = (width - left) / chartRuns;
+    const barW = Math.max(4, slot * 0.62);
+    const root = svg("svg", {
+      viewBox: "0 0 " + width + " " + height,
+      width,
+      height,
+      role: "img",
+      "aria-labelledby": "chart-caption",
+    });
+    for (const fraction of [0, 0.5, 1]) {
+      const y = 8 + plotH * (1 - fraction);
+      root.append(svg("line", { class: "grid", x1: left, x2: width, y1: y, y2: y }));
+      const label = svg("text", { class: "axis", x: left - 8, y: y + 3.5, "text-anchor": "end" });
+      label.textContent = NH.duration(top * fraction);
+      root.append(label);
+    }
+    // Newest runs sit at the right edge, so a fresh run is always in the same place.
+    const offset = chartRuns - runs.length;
+    runs.forEach((session, index) => {
+      const [cls, label] = outcome(session);
+      const value = session.duration;
+      const barH = value ? Math.max(3, (plotH * value) / top) : 3;
+      const x = left + (offset + index) * slot + (slot - barW) / 2;
+      const rect = svg("rect", { class: cls, x, y: 8 + plotH - barH, width: barW, height: barH, rx: 2 });
+      const title = svg("title");
+      const when = session.startedAt || session.scheduledFor || session.createdAt;
+      title.textContent = NH.dateTime(when) + " · " + label + (value != null ? " · " + NH.duration(value) : "");
+      rect.append(title);
+      root.append(rect);
+    });
+    const first = svg("text", { class: "axis", x: left, y: height - 5 });
+    first.textContent = runs.length > 1 ? "older" : "";
+    const last = svg("text", { class: "axis", x: width, y: height - 5, "text-anchor": "end" });
+    last.textContent = "latest";
+    root.append(first, last);
+    figure.append(root);
+
+    const finished = runs.filter((s) => s.status === "SUCCEEDED" || s.status === "FAILED");
+    const ok = finished.filter((s) => s.status === "SUCCEEDED").length;
+    const med = median(finished.map((s) => s.duration).filter((d) => d != null));
+    const rate = finished.length ? Math.round((100 * ok) / finished.length) + "%" : "—";
+    caption.textContent =
+      "Bar chart of the latest " + runs.length + " runs, oldest first: " + ok + " succeeded, " +
+      (finished.length - ok) + " failed" + (med != null ? ", median duration " + NH.duration(med) : "") + ".";
+    const lastFailure = runs.slice().reverse().find((s) => s.status === "FAILED");
+    fill(
+      stats,
+      h("div", {}, h("dt", { text: "Success rate" }), h("dd", { text: rate })),
+      h("div", {}, h("dt", { text: "Median duration" }), h("dd", { text: med != null ? NH.duration(med) : "—" })),
+      h(
+        "div",
+        {},
+        h("dt", { text: "Last failure" }),
+        h("dd", {}, lastFailure ? NH.timeAgo(lastFailure.completedAt || lastFailure.startedAt) : "None"),
+      ),
+    );
+  }
+
+  // --- history ------------------------------------------------------------------------------
+
+  function historyRow(session) {
+    const when = session.startedAt || session.scheduledFor;
+    const text = session.errorMessage || session.outputSummary || "";
+    return h(
+      "tr",
+      { "data-status": session.status },
+      h("td", {}, when ? h("time", { datetime: when, title: NH.fullDate(when), text: NH.dateTime(when) }) : "—"),
+      h(
+        "td",
+        {},
+        h("span", { class: "pill", dataset: { status: session.status } }, NH.titleCase(session.status)),
+        session.status === "RUNNING" ? " " + (session.progress || 0) + "%" : "",
+      ),
+      h("td", { text: session.trigger ? NH.titleCase(session.trigger) : "—" }),
+      h("td", { class: "num", text: session.attempt }),
+      h("td", { class: "num", text: session.duration != null ? NH.duration(session.duration) : "—" }),
+      h("td", { class: "c-output", title: text, text }),
+    );
+  }
+
+  function renderHistory() {
+    const tbody = document.querySelector("#history tbody");
+    fill(tbody, page.sessions.map(historyRow));
+    document.getElementById("history-empty").hidden = page.sessions.length > 0;
+    const from = page.total ? page.offset + 1 : 0;
+    const to = page.offset + page.sessions.length;
+    const info = page.total ? "Runs " + from + "–" + to + " of " + page.total : "";
+    document.getElementById("page-info").textContent = info;
+    document.getElementById("history-range").textContent = page.total ? page.total + " runs in all" : "";
+    document.getElementById("page-prev").disabled = page.offset === 0;
+    document.getElementById("page-next").disabled = to >= page.total;
+  }
+
+  async function loadPage(offset) {
+    const data = await api("GET", base + "/sessions?limit=" + pageSize + "&offset=" + offset);
+    page = { sessions: data.sessions, total: data.pagination.total, offset };
+    renderHistory();
+  }
+
+  document.getElementById("page-prev").addEventListener("click", () =>
+    loadPage(Math.max(0, page.offset - pageSize)).catch((e) => NH.apiFailed(e, "Could not load runs")),
+  );
+  document.getElementById("page-next").addEventListener("click", () =>
+    loadPage(page.offset + pageSize).catch((e) => NH.apiFailed(e, "Could not load runs")),
+  );
+
+  /** Re-reads the latest runs: one request feeds the chart and, on the first page, the table. */
+  async function reloadRuns() {
+    const data = await api("GET", base + "/sessions?limit=" + chartRuns);
+    recent = data.sessions;
+    if (page.offset === 0) page = { sessions: recent.slice(0, pageSize), total: data.pagination.total, offset: 0 };
+    else page.total = data.pagination.total;
+    renderChart();
+    renderHistory();
+    return recent;
+  }
+
+  function reloadRunsSoon() {
+    window.clearTimeout(reloadTimer);
+    reloadTimer = window.setTimeout(() => reloadRuns().catch((e) => NH.apiFailed(e, "Could not load runs")), 400);
+  }
+
+  // --- events -------------------------------------------------------------------------------
+
+  function upsertRecent(session) {
+    const index = recent.findIndex((s) => s.id === session.id);
+    if (index >= 0) recent[index] = Object.assign({}, recent[index], session);
+    else recent.unshift(session);
+    if (page.offset === 0) {
+      const onPage = page.sessions.findIndex((s) => s.id === session.id);
+      if (onPage >= 0) page.sessions[onPage] = Object.assign({}, page.sessions[onPage], session);
+      else {
+        page.sessions = [session, ...page.sessions].slice(0, pageSize);
+        page.total += 1;
+      }
+    }
+  }
+
+  const handlers = {
+    "agent:started"(data) {
+      agent.status = "RUNNING";
+      agent.lastRunAt = data.timestamp;
+      board.started(agent.id, "Attempt " + data.attempt, { startedAt: data.timestamp, attempt: data.attempt, progress: 0 });
+      feed.add("started", data.timestamp, "Started" + (data.attempt > 1 ? " · attempt " + data.attempt : ""));
+      // The trigger is not in the event; the history re-read at the end has it.
+      upsertRecent({ id: data.sessionId, status: "RUNNING", startedAt: data.timestamp, attempt: data.attempt, progress: 0 });
+      NH.announce("Run started.");
+      renderHeader();
+      renderSchedule();
+      renderChart();
+      renderHistory();
+    },
+    "agent:progress"(data) {
+      agent.status = "RUNNING";
+      board.progress(agent.id, "Current run", data.progress, data.message);
+      feed.add("progress", data.timestamp, data.progress + "%", data.message || null, "progress:" + data.sessionId);
+      upsertRecent({ id: data.sessionId, status: "RUNNING", progress: data.progress });
+      renderHistory();
+    },
+    "agent:completed"(data) {
+      agent.status = "IDLE";
+      agent.retryCount = 0;
+      agent.lastError = "";
+      board.finished(agent.id, null, true, "Completed in " + NH.duration(data.duration));
+      feed.add("completed", data.timestamp, "Completed in " + NH.duration(data.duration), data.outputSummary || null);
+      NH.announce("Run completed in " + NH.duration(data.duration) + ".");
+      renderHeader();
+      renderSchedule();
+      reloadRunsSoon();
+    },
+    "agent:failed"(data) {
+      agent.status = data.willRetry ? "QUEUED" : "ERROR";
+      agent.retryCount = data.retryCount;
+      agent.lastError = data.error;
+      board.finished(agent.id, null, false, data.willRetry ? "Retry scheduled" : "No retries left");
+      feed.add("failed", data.timestamp, "Failed" + (data.willRetry ? " · will retry" : ""), data.error || null);
+      NH.announce("Run failed." + (data.willRetry ? " It will be retried." : ""));
+      renderHeader();
+      renderSchedule();
+      reloadRunsSoon();
+    },
+  };
+
+  async function refresh() {
+    try {
+      const [fresh, detail] = await Promise.all([api("GET", base), api("GET", base + "/schedule")]);
+      agent = Object.assign(agent, fresh);
+      applySchedule(detail);
+      const runs = await reloadRuns();
+      if (page.offset > 0) await loadPage(page.offset);
+      const active = runs.find((s) => s.status === "RUNNING") || runs.find((s) => s.status === "QUEUED");
+      if (active && active.status === "RUNNING") {
+        board.started(agent.id, "Attempt " + active.attempt, { startedAt: active.startedAt, attempt: active.attempt, progress: active.progress });
+      } else if (active) board.queued(agent.id, "Queued run");
+      else if (board.has(agent.id)) board.remove(agent.id);
+    } catch (error) {
+      if (error.status === 404) {
+        NH.toast("This agent no longer exists.", "error");
+        return;
+      }
+      NH.apiFailed(error, "Could not refresh");
+    }
+    renderHeader();
+    renderSchedule();
+  }
+
+  window.setInterval(() => {
+    // A passed slot leaves the list; the next one is already in it. Only when
+    // the list runs short is the schedule read again, at most once a minute.
+    const now = Date.now();
+    const ahead = schedule.upcomingRuns.filter((run) => NH.toDate(run).getTime() > now);
+    if (ahead.length !== schedule.upcomingRuns.length) {
+      schedule.upcomingRuns = ahead;
+      if (agent.scheduleEnabled) agent.nextRunAt = ahead[0] || agent.nextRunAt;
+      renderSchedule();
+    }
+    if (agent.scheduleEnabled && ahead.length < 2 && now - lastDueRefresh > 60000) {
+      lastDueRefresh = now;
+      api("GET", base + "/schedule")
+        .then((detail) => {
+          applySchedule(detail);
+          renderSchedule();
+        })
+        .catch(() => {});
+    }
+  }, 5000);
+
+  // --- start --------------------------------------------------------------------------------
+
+  renderHeader();
+  renderSchedule();
+  renderChart();
+  renderHistory();
+  if (window.ResizeObserver) {
+    let lastWidth = 0;
+    new ResizeObserver((entries) => {
+      const width = Math.round(entries[0].contentRect.width);
+      if (Math.abs(width - lastWidth) > 4) {
+        lastWidth = width;
+        renderChart();
+      }
+    }).observe(document.getElementById("chart"));
+  }
+  const active = initial.activeSession;
+  if (active && active.status === "RUNNING") {
+    board.started(agent.id, "Attempt " + active.attempt, { startedAt: active.startedAt, attempt: active.attempt, progress: active.progress });
+  } else if (active) {
+    board.queued(agent.id, "Queued run");
+  }
+
+  new NH.LiveSocket({
+    subscriptions: [{ event: "agent:subscribe", data: agent.id }],
+    onFrame(frame) {
+      const handler = handlers[frame.event];
+      if (handler && frame.data && frame.data.agentId === agent.id) handler(frame.data);
+    },
+    onReconnect: refresh,
+  }).connect();
+
+  NH.agentPage = { refresh, reloadRuns };
+})();

@@ -1,0 +1,625 @@
+/* NeonHub dashboard: the parts both pages share.
+ *
+ * - api(): the REST API with the signed-in session (CSRF header, envelope, errors);
+ * - LiveSocket: the /ws/agents/ socket, resubscribing and reconnecting with backoff;
+ * - RunBoard: progress bars of runs in progress; Feed: the event list;
+ * - formatting of times and durations, and a tiny DOM builder.
+ *
+ * Plain browser JavaScript (no build step); everything hangs off window.NeonHub.
+ */
+(function () {
+  "use strict";
+
+  const NH = (window.NeonHub = window.NeonHub || {});
+
+  // --- DOM ----------------------------------------------------------------------------------
+
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : value);
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function icon(name, extra) {
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("class", "icon" + (extra ? " " + extra : ""));
+    svg.setAttribute("aria-hidden", "true");
+    const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
+    use.setAttribute("href", "#i-" + name);
+    svg.append(use);
+    return svg;
+  }
+
+  function fill(node, ...children) {
+    node.replaceChildren();
+    return append(node, children);
+  }
+
+  // --- formatting ---------------------------------------------------------------------------
+
+  // 24-hour times: shorter, and unambiguous in a log.
+  const clockFormat = new Intl.DateTimeFormat(undefined, {
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hourCycle: "h23",
+  });
+  const shortFormat = new Intl.DateTimeFormat(undefined, {
+    weekday: "short",
+    day: "numeric",
+    month: "short",
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+  });
+  const weekdayFormat = new Intl.DateTimeFormat(undefined, {
+    weekday: "short",
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+  });
+  const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
+
+  function toDate(value) {
+    if (!value) return null;
+    const date = value instanceof Date ? value : new Date(value);
+    return Number.isNaN(date.getTime()) ? null : date;
+  }
+
+  function clock(value) {
+    const date = toDate(value);
+    return date ? clockFormat.format(date) : "";
+  }
+
+  function dateTime(value) {
+    const date = toDate(value);
+    return date ? shortFormat.format(date) : "";
+  }
+
+  /** "Fri 09:00" within the coming week, else the date too. */
+  function soon(value) {
+    const date = toDate(value);
+    if (!date) return "";
+    const ahead = date.getTime() - Date.now();
+    return ahead > -86400000 && ahead < 6 * 86400000 ? weekdayFormat.format(date) : shortFormat.format(date);
+  }
+
+  function localZone() {
+    try {
+      return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    } catch (error) {
+      return "";
+    }
+  }
+
+  function fullDate(value) {
+    const date = toDate(value);
+    return date ? fullFormat.format(date) : "";
+  }
+
+  function relative(value, now) {
+    const date = toDate(value);
+    if (!date) return "";
+    const seconds = Math.round((date.getTime() - (now || Date.now())) / 1000);
+    const abs = Math.abs(seconds);
+    if (abs < 5) return seconds >= 0 ? "now" : "just now";
+    let text;
+    if (abs < 60) text = abs + " s";
+    else if (abs < 3600) text = Math.round(abs / 60) + " min";
+    else if (abs < 86400) {
+      const hours = Math.floor(abs / 3600);
+      const minutes = Math.round((abs % 3600) / 60);
+      text = hours + " h" + (minutes && hours < 10 ? " " + minutes + " min" : "");
+    } else text = Math.round(abs / 86400) + " d";
+    return seconds > 0 ? "in " + text : text + " ago";
+  }
+
+  function duration(ms) {
+    if (ms === null || ms === undefined) return "";
+    if (ms < 1000) return Math.round(ms) + " ms";
+    const seconds = ms / 1000;
+    if (seconds < 60) return (seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)) + " s";
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min " + Math.round(seconds % 60) + " s";
+    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
+  }
+
+  function titleCase(text) {
+    return text ? text.charAt(0) + text.slice(1).toLowerCase() : "";
+  }
+
+  /** A <time> showing a relative time ("in 4 min") that keeps itself current. */
+  function timeAgo(value, extraClass) {
+    const date = toDate(value);
+    if (!date) return null;
+    return h("time", {
+      datetime: date.toISOString(),
+      title: fullDate(date),
+      class: extraClass,
+      "data-relative": "",
+      text: relative(date),
+    });
+  }
+
+  function refreshRelativeTimes(root) {
+    const now = Date.now();
+    for (const node of (root || document).querySelectorAll("time[data-relative]")) {
+      node.textContent = relative(node.getAttribute("datetime"), now);
+    }
+  }
+
+  // --- announcements and toasts -------------------------------------------------------------
+
+  function announce(text) {
+    const region = document.getElementById("announcer");
+    if (!region) return;
+    // Clearing first makes screen readers read a repeated sentence again.
+    region.textContent = "";
+    window.setTimeout(() => {
+      region.textContent = text;
+    }, 50);
+  }
+
+  function toast(text, kind) {
+    const box = document.getElementById("toasts");
+    if (!box) return;
+    const item = h("div", { class: "toast", role: kind === "error" ? "alert" : "status" }, text);
+    item.dataset.kind = kind || "info";
+    box.append(item);
+    window.setTimeout(() => item.remove(), kind === "error" ? 8000 : 4000);
+  }
+
+  // --- REST API -----------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(message, status, details, retryAfter) {
+      super(message);
+      this.status = status;
+      this.details = details || null;
+      this.retryAfter = retryAfter ? Number(retryAfter) : null;
+    }
+  }
+
+  function cookie(name) {
+    for (const part of document.cookie.split(";")) {
+      const [key, ...rest] = part.trim().split("=");
+      if (key === name) return decodeURIComponent(rest.join("="));
+    }
+    return "";
+  }
+
+  function csrfToken() {
+    const name = document.body.dataset.csrfCookie || "csrftoken";
+    const fromCookie = cookie(name);
+    if (fromCookie) return fromCookie;
+    // CSRF_COOKIE_HTTPONLY hides the cookie; the page's own forms carry a token too.
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    const init = { method, headers, credentials: "same-origin" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (error) {
+      throw new ApiError("The server could not be reached.", 0);
+    }
+    let payload = null;
+    try {
+      payload = await response.json();
+    } catch (error) {
+      payload = null;
+    }
+    if (!response.ok || !payload || payload.success === false) {
+      let message = (payload && payload.error) || "Request failed (HTTP " + response.status + ").";
+      if (response.status === 401 || response.status === 403) {
+        message = (payload && payload.error) || "You are signed out. Reload the page to sign in.";
+      }
+      throw new ApiError(
+        message,
+        response.status,
+        payload && payload.details,
+        response.headers.get("Retry-After"),
+      );
+    }
+    return payload.data !== undefined ? payload.data : payload;
+  }
+
+  function apiFailed(error, what) {
+    let text = (what ? what + ": " : "") + error.message;
+    if (error.status === 429 && error.retryAfter) {
+      text += " Try again in " + error.retryAfter + " s.";
+    }
+    toast(text, "error");
+    announce(text);
+  }
+
+  // --- WebSocket ----------------------------------------------------------------------------
+
+  const CLOSE_UNAUTHORIZED = 4401;
+  const CLOSE_TOO_MANY = 4429;
+
+  /**
+   * The event socket. Subscribes on every open, reconnects after a drop with
+   * exponential backoff and jitter (1 s doubling to 30 s), and tells the page
+   * when it came back so the page can re-read what it missed over REST.
+   */
+  class LiveSocket {
+    constructor(options) {
+      this.subscriptions = options.subscriptions;
+      this.onFrame = options.onFrame;
+      this.onReconnect = options.onReconnect || (() => {});
+      this.status = document.getElementById("connection");
+      this.attempts = 0;
+      this.opened = false;
+      this.live = false;
+      this.stopped = false;
+      this.timer = null;
+      this.socket = null;
+      const retry = this.status && this.status.querySelector(".conn-retry");
+      if (retry) retry.addEventListener("click", () => this.connectNow());
+      window.addEventListener("online", () => this.connectNow());
+      document.addEventListener("visibilitychange", () => {
+        if (document.visibilityState === "visible" && this.timer) this.connectNow();
+      });
+      window.addEventListener("pagehide", () => {
+        this.stopped = true;
+        if (this.socket) this.socket.close(1000);
+      });
+      window.addEventListener("pageshow", (event) => {
+        // Back from the browser's page cache: pick up where the page left off.
+        if (!event.persisted) return;
+        this.stopped = false;
+        this.opened = true;
+        this.connectNow();
+      });
+    }
+
+    url() {
+      const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+      return scheme + "//" + window.location.host + "/ws/agents/";
+    }
+
+    setState(state, text, canRetry) {
+      if (!this.status) return;
+      this.status.dataset.state = state;
+      this.status.querySelector(".conn-text").textContent = text;
+      this.status.querySelector(".conn-retry").hidden = !canRetry;
+    }
+
+    connect() {
+      if (this.stopped) return;
+      this.timer = null;
+      this.setState("connecting", this.opened ? "Reconnecting…" : "Connecting…", false);
+      let socket;
+      try {
+        socket = new WebSocket(this.url());
+      } catch (error) {
+        this.scheduleReconnect(null);
+        return;
+      }
+      this.socket = socket;
+      socket.addEventListener("open", () => {
+        for (const frame of this.subscriptions) socket.send(JSON.stringify(frame));
+      });
+      socket.addEventListener("message", (message) => {
+        let frame;
+        try {
+          frame = JSON.parse(message.data);
+        } catch (error) {
+          return;
+        }
+        if (frame.event === "subscribed") {
+          this.subscribed();
+          return;
+        }
+        if (frame.event === "error") {
+          console.warn("NeonHub socket:", frame.data && frame.data.message);
+          return;
+        }
+        this.onFrame(frame);
+      });
+      socket.addEventListener("close", (event) => {
+        if (this.socket === socket) this.socket = null;
+        if (this.live) announce("Live updates lost; reconnecting.");
+        this.live = false;
+        this.scheduleReconnect(event.code);
+      });
+    }
+
+    subscribed() {
+      // Live once the first room answers; the rest follow on the same socket.
+      if (this.live) return;
+      this.live = true;
+      const again = this.opened;
+      this.opened = true;
+      this.attempts = 0;
+      this.setState("open", "Live", false);
+      if (again) {
+        announce("Live updates are back.");
+        this.onReconnect();
+      }
+    }
+
+    scheduleReconnect(code) {
+      if (this.stopped) return;
+      if (code === CLOSE_UNAUTHORIZED) {
+        // Only signing in again helps; the link reloads the page, which asks for it.
+        this.stopped = true;
+        this.setState("unauthorized", "Signed out", false);
+        const text = this.status && this.status.querySelector(".conn-text");
+        if (text) fill(text, "Signed out · ", h("a", { href: window.location.href, text: "sign in" }));
+        return;
+      }
+      this.attempts += 1;
+      const base = Math.min(30000, 1000 * 2 ** (this.attempts - 1));
+      // Many tabs dropped by one server restart must not come back in lockstep.
+      let delay = base / 2 + Math.random() * (base / 2);
+      if (code === CLOSE_TOO_MANY) delay = Math.max(delay, 15000);
+      const until = Date.now() + delay;
+      const why = code === CLOSE_TOO_MANY ? "Too many open tabs · " : "Offline · ";
+      const tick = () => {
+        const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+        this.setState("waiting", why + "retry in " + left + " s", true);
+      };
+      tick();
+      window.clearInterval(this.countdown);
+      this.countdown = window.setInterval(tick, 1000);
+      window.clearTimeout(this.timer);
+      this.timer = window.setTimeout(() => {
+        window.clearInterval(this.countdown);
+        this.connect();
+      }, delay);
+    }
+
+    connectNow() {
+      if (this.stopped || this.socket) return;
+      window.clearTimeout(this.timer);
+      window.clearInterval(this.countdown);
+      this.connect();
+    }
+  }
+
+  // --- runs in progress ---------------------------------------------------------------------
+
+  /** Progress bars of the runs in progress, keyed by agent. */
+  class RunBoard {
+    constructor(list, empty, options) {
+      this.list = list;
+      this.empty = empty;
+      this.linkFor = (options && options.linkFor) || null;
+      this.lingerMs = (options && options.lingerMs) || 8000;
+      this.items = new Map();
+    }
+
+    item(agentId, name) {
+      let entry = this.items.get(agentId);
+      if (!entry) {
+        const label = name || "Agent";
+        const fillBar = h("span", { class: "bar-fill" });
+        const bar = h(
+          "div",
+          {
+            class: "bar",
+            role: "progressbar",
+            "aria-valuemin": "0",
+            "aria-valuemax": "100",
+            "aria-valuenow": "0",
+            "aria-label": "Progress of " + label,
+            "data-progress-for": agentId,
+          },
+          fillBar,
+        );
+        const nameNode = this.linkFor
+          ? h("a", { class: "run-name", href: this.linkFor(agentId), text: label })
+          : h("span", { class: "run-name", text: label });
+        const pct = h("span", { class: "run-pct" });
+        const message = h("span", { class: "run-msg" });
+        const meta = h("span", { class: "run-meta" });
+        const node = h(
+          "li",
+          { class: "run", "data-agent-id": agentId },
+          h("div", { class: "run-top" }, nameNode, pct),
+          bar,
+          h("div", { class: "run-foot" }, message, meta),
+        );
+        entry = { node, bar, fillBar, pct, message, meta, nameNode, timer: null, started: null };
+        this.items.set(agentId, entry);
+        this.list.prepend(node);
+        this.sync();
+      } else if (name && entry.nameNode.textContent !== name) {
+        entry.nameNode.textContent = name;
+        entry.bar.setAttribute("aria-label", "Progress of " + name);
+      }
+      window.clearTimeout(entry.timer);
+      entry.node.classList.remove("leaving");
+      return entry;
+    }
+
+    set(entry, phase, progress, pctText, message) {
+      entry.node.dataset.phase = phase;
+      entry.bar.dataset.phase = phase;
+      entry.bar.setAttribute("aria-valuenow", String(progress));
+      entry.bar.setAttribute("aria-valuetext", pctText);
+      entry.fillBar.style.width = progress + "%";
+      entry.pct.textContent = pctText;
+      if (message !== undefined) entry.message.textContent = message;
+    }
+
+    queued(agentId, name) {
+      const entry = this.item(agentId, name);
+      if (entry.node.dataset.phase === "running") return;
+      this.set(entry, "queued", 0, "Queued", "Waiting for a free slot");
+      entry.meta.textContent = "";
+    }
+
+    started(agentId, name, detail) {
+      const entry = this.item(agentId, name);
+      entry.started = detail.startedAt || new Date().toISOString();
+      this.set(entry, "running", detail.progress || 0, (detail.progress || 0) + "%", detail.message || "Starting…");
+      fill(entry.meta, detail.attempt > 1 ? "attempt " + detail.attempt + " · " : "", "started ", timeAgo(entry.started));
+    }
+
+    progress(agentId, name, progress, message) {
+      const entry = this.items.get(agentId) || this.item(agentId, name);
+      if (entry.node.dataset.phase !== "running") {
+        this.started(agentId, name, { progress, message });
+        return;
+      }
+      this.set(entry, "running", progress, progress + "%", message || "");
+    }
+
+    finished(agentId, name, ok, text) {
+      const entry = this.items.get(agentId) || this.item(agentId, name);
+      if (ok) this.set(entry, "completed", 100, "100%", text);
+      else this.set(entry, "failed", Number(entry.bar.getAttribute("aria-valuenow")) || 0, "Failed", text);
+      fill(entry.meta, ok ? icon("check") : icon("x"));
+      entry.timer = window.setTimeout(() => this.remove(agentId, true), ok ? this.lingerMs : this.lingerMs * 1.5);
+    }
+
+    remove(agentId, fade) {
+      const entry = this.items.get(agentId);
+      if (!entry) return;
+      window.clearTimeout(entry.timer);
+      const drop = () => {
+        entry.node.remove();
+        if (this.items.get(agentId) === entry) this.items.delete(agentId);
+        this.sync();
+      };
+      if (fade) {
+        entry.node.classList.add("leaving");
+        entry.timer = window.setTimeout(drop, 600);
+      } else drop();
+    }
+
+    has(agentId) {
+      return this.items.has(agentId);
+    }
+
+    sync() {
+      if (this.empty) this.empty.hidden = this.items.size > 0;
+    }
+  }
+
+  // --- event feed ---------------------------------------------------------------------------
+
+  class Feed {
+    constructor(list, empty, options) {
+      this.list = list;
+      this.empty = empty;
+      this.limit = (options && options.limit) || 80;
+      this.keyed = new Map();
+    }
+
+    /** Adds an entry, or updates the one with the same key (a run's progress). */
+    add(kind, time, content, detail, key) {
+      const body = h("span", { class: "feed-text" }, content);
+      if (detail) body.append(h("span", { class: "feed-detail", text: detail }));
+      const stamp = toDate(time) || new Date();
+      const item = h(
+        "li",
+        { class: "feed-item", dataset: { kind } },
+        h("time", { datetime: stamp.toISOString(), title: fullDate(stamp), text: clock(stamp) }),
+        h("span", { class: "feed-dot", "aria-hidden": "true" }),
+        body,
+      );
+      // A run's progress is one entry that moves up as it changes, so the feed
+      // stays in time order without a line per step.
+      const previous = key ? this.keyed.get(key) : null;
+      if (previous) previous.remove();
+      if (previous) item.classList.add("updated");
+      this.list.prepend(item);
+      if (key) this.keyed.set(key, item);
+      while (this.list.children.length > this.limit) this.list.lastElementChild.remove();
+      this.sync();
+      return item;
+    }
+
+    clear() {
+      this.list.replaceChildren();
+      this.keyed.clear();
+      this.sync();
+    }
+
+    sync() {
+      if (this.empty) this.empty.hidden = this.list.children.length > 0;
+    }
+  }
+
+  // --- schedules and status figures ---------------------------------------------------------
+
+  /** Reads a json_script block the server embedded. */
+  function embedded(id) {
+    const node = document.getElementById(id);
+    return node ? JSON.parse(node.textContent) : null;
+  }
+
+  /** Marks a button as working. Not `disabled`: that would drop keyboard focus. */
+  function busy(button, on) {
+    button.classList.toggle("busy", on);
+    if (on) {
+      button.setAttribute("aria-busy", "true");
+      button.setAttribute("aria-disabled", "true");
+    } else {
+      button.removeAttribute("aria-busy");
+      button.removeAttribute("aria-disabled");
+    }
+  }
+
+  function isBusy(button) {
+    return button.getAttribute("aria-busy") === "true";
+  }
+
+  window.setInterval(() => refreshRelativeTimes(), 10000);
+
+  Object.assign(NH, {
+    h,
+    fill,
+    icon,
+    clock,
+    dateTime,
+    soon,
+    fullDate,
+    localZone,
+    relative,
+    duration,
+    titleCase,
+    timeAgo,
+    refreshRelativeTimes,
+    announce,
+    toast,
+    api,
+    apiFailed,
+    ApiError,
+    LiveSocket,
+    RunBoard,
+    Feed,
+    embedded,
+    busy,
+    isBusy,
+    toDate,
+  });
+})();

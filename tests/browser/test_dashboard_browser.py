@@ -1,0 +1,179 @@
+"""The dashboard in a real browser, against real daphne, worker, beat and Redis."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from agents.models import AIAgent, ExecutionSession
+from scheduling import runs
+from scheduling.services import set_schedule
+from tests.browser.conftest import CHROMIUM, OUTPUT, SERVER_ENV, sign_in
+from tests.factories import AgentFactory, SessionFactory
+from tests.processes import start_daphne, wait_until
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    # Checked before any process is started for nothing.
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)",
+    ),
+]
+
+DEMO = {"steps": 4, "stepSeconds": 0.5}
+
+
+def demo_agent(owner, name: str, cron: str, **schedule) -> AIAgent:
+    agent = AgentFactory(owner=owner, name=name, configuration=DEMO)
+    return set_schedule(agent, expression=cron, **schedule)
+
+
+def past_runs(agent: AIAgent, outcomes: str) -> None:
+    """Finished runs, oldest first: "s" succeeded, "f" failed."""
+    now = timezone.now()
+    for index, outcome in enumerate(outcomes):
+        started = now - timedelta(hours=len(outcomes) - index)
+        ok = outcome == "s"
+        SessionFactory(
+            agent=agent,
+            trigger=ExecutionSession.Trigger.SCHEDULE,
+            scheduled_for=started,
+            started_at=started,
+            completed_at=started + timedelta(seconds=2 + index % 3),
+            status=ExecutionSession.Status.SUCCEEDED if ok else ExecutionSession.Status.FAILED,
+            success=ok,
+            duration_ms=(2 + index % 3) * 1000,
+            output_summary="Published 3 drafts" if ok else "",
+            error_message="" if ok else "Upstream API answered 503",
+            progress=100 if ok else 50,
+        )
+
+
+def row(page: Page, agent: AIAgent):
+    return page.locator(f'#agents-table tr[data-agent-id="{agent.pk}"]')
+
+
+def test_an_operator_runs_an_agent_live_and_pauses_its_schedule(
+    worker, beat, web, operator, page: Page, page_errors
+):
+    _, port = web
+    base = f"http://127.0.0.1:{port}"
+    agent = demo_agent(operator, "Blog drafts", "0 9 * * 1-5", timezone_name="Europe/Berlin")
+    # Company for the screenshot: what an operator's dashboard looks like.
+    past_runs(agent, "ssfsss")
+    seo = AgentFactory(
+        owner=operator, name="SEO audit", configuration={"steps": 8, "stepSeconds": 0.6}
+    )
+    set_schedule(seo, expression="*/30 * * * *")
+    past_runs(seo, "sssfs")
+    newsletter = AgentFactory(owner=operator, name="Newsletter", agent_type="demo")
+    set_schedule(newsletter, expression="0 7 * * 1", enabled=False)
+    past_runs(newsletter, "ss")
+    AgentFactory(owner=operator, name="Ad-hoc research")
+    enrichment = demo_agent(operator, "Lead enrichment", "@hourly")
+    past_runs(enrichment, "ssf")
+    AIAgent.objects.filter(pk=enrichment.pk).update(
+        status=AIAgent.Status.ERROR, retry_count=4, last_error="Upstream API answered 503"
+    )
+
+    sign_in(page, base, operator.username)
+    # Production mode serves the styles itself: the page is styled, not bare HTML.
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(244, 246, 251)"
+    assert page.request.get(f"{base}/static/dashboard/core.js").ok
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    expect(page.locator("#stat-beat [data-field=beat]")).to_have_text("Alive")
+    expect(row(page, agent).locator(".c-schedule")).to_contain_text("0 9 * * 1-5")
+    expect(row(page, agent).locator(".c-next time")).to_be_visible()
+    page.evaluate("window.loadedOnce = true")
+
+    row(page, seo).get_by_role("button", name="Run SEO audit now").click()
+    row(page, agent).get_by_role("button", name="Run Blog drafts now").click()
+
+    bar = page.locator(f'[data-progress-for="{agent.pk}"]')
+    expect(bar).to_be_visible()
+    page.wait_for_function(
+        """id => {
+            const bar = document.querySelector(`[data-progress-for="${id}"]`);
+            const value = Number(bar && bar.getAttribute("aria-valuenow"));
+            return value >= 50;
+        }""",
+        arg=str(agent.pk),
+        polling=50,
+    )
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "dashboard-mid-run.png"))
+
+    expect(bar).to_have_attribute("aria-valuenow", "100", timeout=30_000)
+    completed = page.locator('#feed .feed-item[data-kind="completed"]', has_text="Blog drafts")
+    expect(completed).to_be_visible()
+    expect(completed).to_contain_text("completed in")
+    expect(row(page, agent).locator(".c-last")).to_contain_text("Succeeded")
+    assert page.evaluate("window.loadedOnce") is True, "the page was reloaded"
+
+    row(page, agent).get_by_role("button", name="Pause the schedule of Blog drafts").click()
+    next_run = row(page, agent).locator(".c-next")
+    expect(next_run).to_have_text("Paused")
+    expect(next_run.locator("time")).to_have_count(0)
+    wait_until(
+        lambda: not AIAgent.objects.get(pk=agent.pk).schedule_enabled, what="schedule paused"
+    )
+    assert AIAgent.objects.get(pk=agent.pk).next_run_at is None
+
+    row(page, agent).get_by_role("button", name="Resume the schedule of Blog drafts").click()
+    expect(next_run.locator("time")).to_be_visible()
+    assert page.evaluate("window.loadedOnce") is True
+    assert page_errors == []
+
+
+def test_the_agent_page_catches_up_after_the_socket_drops(
+    worker, web, operator, page: Page, page_errors
+):
+    daphne, port = web
+    base = f"http://127.0.0.1:{port}"
+    agent = demo_agent(operator, "Weekly report", "30 6 * * *")
+    path = f"/dashboard/agents/{agent.pk}/"
+
+    sign_in(page, base, operator.username, next_path=path)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    expect(page.locator("#upcoming li")).to_have_count(5)
+    expect(page.locator("#schedule-desc")).to_contain_text("06:30")
+    expect(page.locator("#history-empty")).to_be_visible()
+    page.evaluate("window.loadedOnce = true")
+
+    # The server goes away; a run happens meanwhile, unseen by the page.
+    daphne.stop()
+    expect(page.locator("#connection")).to_have_attribute(
+        "data-state", re.compile("waiting|connecting")
+    )
+    session = runs.run_now(agent)
+    wait_until(lambda: ExecutionSession.objects.get(pk=session.pk).is_finished, what="run finished")
+
+    # Back again on the same address: the page reconnects and reads what it missed.
+    restarted, _ = start_daphne(port=port, **SERVER_ENV)
+    try:
+        expect(page.locator("#connection")).to_have_attribute("data-state", "open", timeout=45_000)
+        expect(page.locator("#history tbody tr")).to_have_count(1)
+        expect(page.locator("#history tbody tr").first).to_contain_text("Succeeded")
+        expect(page.locator("#page-info")).to_have_text("Runs 1\u20131 of 1")
+        expect(page.locator("#chart svg rect")).to_have_count(1)
+
+        # Live again: the next run is watched as it happens.
+        page.get_by_role("button", name="Run now").click()
+        expect(page.locator(f'[data-progress-for="{agent.pk}"]')).to_have_attribute(
+            "aria-valuenow", "100", timeout=30_000
+        )
+        expect(page.locator("#page-info")).to_have_text("Runs 1\u20132 of 2")
+
+        page.get_by_role("button", name="Pause the schedule").click()
+        expect(page.locator("#upcoming li")).to_have_count(0)
+        expect(page.locator("#upcoming-empty")).to_be_visible()
+        assert page.evaluate("window.loadedOnce") is True, "the page was reloaded"
+        assert page_errors == []
+    finally:
+        restarted.stop()
