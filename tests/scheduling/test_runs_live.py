@@ -109,11 +109,13 @@ def test_never_more_than_the_cap_run_at_once_and_all_finish(worker, settings):
 
 def test_when_saturated_a_critical_run_starts_before_earlier_low_ones(worker, settings):
     blockers = [
-        AgentFactory(configuration={"steps": 1, "stepSeconds": 1.5})
+        AgentFactory(configuration={"steps": 100, "stepSeconds": 0.1})
         for _ in range(settings.SCHEDULER_MAX_CONCURRENT)
     ]
-    for agent in blockers:
-        client_for(agent.owner).post(f"/api/agents/{agent.pk}/run")
+    blocking_sessions = [
+        client_for(agent.owner).post(f"/api/agents/{agent.pk}/run").json()["data"]["sessionId"]
+        for agent in blockers
+    ]
     wait_until(
         lambda: (
             ExecutionSession.objects.filter(status=Status.RUNNING).count()
@@ -126,10 +128,15 @@ def test_when_saturated_a_critical_run_starts_before_earlier_low_ones(worker, se
         client_for(agent.owner).post(f"/api/agents/{agent.pk}/run")
     critical = AgentFactory(priority=Priority.CRITICAL, configuration={"steps": 0})
     client_for(critical.owner).post(f"/api/agents/{critical.pk}/run")
+    # Nothing waiting could start while every slot was held.
+    assert not ExecutionSession.objects.filter(started_at__isnull=False, agent__in=low).exists()
 
+    # Free the slots: the waiting runs start in priority order.
+    for agent, session_id in zip(blockers, blocking_sessions, strict=True):
+        client_for(agent.owner).post(f"/api/sessions/{session_id}/cancel")
     wait_until(
-        lambda: ExecutionSession.objects.filter(status=Status.SUCCEEDED).count() == 9,
-        what="every run finished",
+        lambda: ExecutionSession.objects.filter(status=Status.SUCCEEDED).count() == 4,
+        what="every waiting run finished",
     )
     critical_start = critical.sessions.get().started_at
     low_starts = [agent.sessions.get().started_at for agent in low]
@@ -153,18 +160,29 @@ def test_the_same_slot_dispatched_twice_makes_one_session(worker):
 
 def test_cancelling_a_queued_session(worker, settings):
     blockers = [
-        AgentFactory(configuration={"steps": 1, "stepSeconds": 1})
+        AgentFactory(configuration={"steps": 100, "stepSeconds": 0.1})
         for _ in range(settings.SCHEDULER_MAX_CONCURRENT)
     ]
-    for agent in blockers:
-        client_for(agent.owner).post(f"/api/agents/{agent.pk}/run")
+    blocking_sessions = [
+        client_for(agent.owner).post(f"/api/agents/{agent.pk}/run").json()["data"]["sessionId"]
+        for agent in blockers
+    ]
+    wait_until(
+        lambda: (
+            ExecutionSession.objects.filter(status=Status.RUNNING).count()
+            == settings.SCHEDULER_MAX_CONCURRENT
+        ),
+        what="all slots taken",
+    )
     waiting = AgentFactory(configuration={"steps": 0})
     api = client_for(waiting.owner)
     session_id = api.post(f"/api/agents/{waiting.pk}/run").json()["data"]["sessionId"]
     response = api.post(f"/api/sessions/{session_id}/cancel")
     assert response.status_code == 200
     assert response.json()["data"]["status"] in {"CANCELLED"}
-    time.sleep(1.5)
+    for agent, blocking in zip(blockers, blocking_sessions, strict=True):
+        client_for(agent.owner).post(f"/api/sessions/{blocking}/cancel")
+    time.sleep(1)
     session = ExecutionSession.objects.get(pk=session_id)
     assert session.status == Status.CANCELLED and session.started_at is None
 
