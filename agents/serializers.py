@@ -11,6 +11,27 @@ PRIORITY_NAMES = {choice.value: choice.name for choice in Priority}
 PRIORITY_VALUES = {name: value for value, name in PRIORITY_NAMES.items()}
 
 
+def _storable_text(value: Any) -> bool:
+    """Whether every key and string can be stored and sent back: PostgreSQL's
+    jsonb refuses NUL, and nothing can encode an unpaired surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
 class PriorityField(serializers.Field):
     """Priorities travel as names (LOW ... CRITICAL) and are stored as numbers."""
 
@@ -92,6 +113,10 @@ class AgentSerializer(serializers.ModelSerializer):
     def validate_configuration(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("Configuration must be a JSON object.")
+        if not _storable_text(value):
+            raise serializers.ValidationError(
+                "Configuration text must be valid Unicode without NUL characters."
+            )
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

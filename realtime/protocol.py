@@ -66,12 +66,12 @@ def parse_frame(text: str | None, *, max_bytes: int) -> Command:
         raise ProtocolError("Binary frames are not supported: send JSON text frames.")
     # A character is at most 4 bytes in UTF-8: only long texts need encoding to measure.
     if len(text) > max_bytes or (
-        len(text) * 4 > max_bytes and len(text.encode("utf-8")) > max_bytes
+        len(text) * 4 > max_bytes and len(text.encode("utf-8", "surrogatepass")) > max_bytes
     ):
         raise ProtocolError(f"Frame too large: the limit is {max_bytes} bytes.")
     try:
         frame = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ProtocolError("Frame is not valid JSON.") from None
     if not isinstance(frame, dict):
         raise ProtocolError('Frame must be a JSON object {"event": ..., "data": ...}.')

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cron_descriptor import DescriptionTypeEnum, ExpressionDescriptor, Options
 
@@ -67,6 +67,9 @@ __all__ = [
     "previous_run",
     "validate_timezone",
 ]
+
+
+MAX_EXPRESSION_LENGTH = 200
 
 
 class CronError(ValueError):
@@ -212,6 +215,9 @@ def parse_cron(value: object) -> CronExpression:
     source = value.strip()
     if not source:
         raise CronError("Invalid cron expression: it is empty.")
+    # Beat's crontab fields and the agent's column hold no more than this.
+    if len(source) > MAX_EXPRESSION_LENGTH:
+        raise CronError(f"Invalid cron expression: longer than {MAX_EXPRESSION_LENGTH} characters.")
     texts = _split_fields(source)
     try:
         fields = [_parse_field(text, field)[0] for text, field in zip(texts, _FIELDS, strict=True)]
@@ -220,14 +226,18 @@ def parse_cron(value: object) -> CronExpression:
     return CronExpression(source, *fields)
 
 
+_KNOWN_ZONES = frozenset(available_timezones()) - {"Factory", "localtime", "posixrules"}
+
+
 def validate_timezone(name: object) -> ZoneInfo:
     """Return the zone for an IANA name, raising :class:`TimezoneError` otherwise."""
     if not isinstance(name, str):
         raise TimezoneError(
             f"Timezone must be an IANA name such as 'Europe/Berlin', got {type(name).__name__}."
         )
-    # "localtime" and "posixrules" exist on many hosts but mean whatever that host is set to.
-    if name in {"localtime", "posixrules"}:
+    # Only the IANA names beat's timezone field accepts too; "localtime",
+    # "posixrules" and "Factory" load on many hosts but name no real zone.
+    if name not in _KNOWN_ZONES:
         raise TimezoneError(f"Unknown timezone {name!r}.")
     try:
         return ZoneInfo(name)

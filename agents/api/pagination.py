@@ -8,6 +8,9 @@ from rest_framework.request import Request
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
+# Up to here a page is read directly; deeper, skipping whole rows costs more
+# than skipping primary keys in an index.
+SHALLOW_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,40 @@ def _bounded_int(request: Request, name: str, default: int, minimum: int, maximu
     return value
 
 
-def paginate(request: Request, queryset: QuerySet) -> Page:
-    """Limit/offset pagination with the contract's bounds and strict parsing."""
+def page_bounds(request: Request) -> tuple[int, int]:
+    """The request's ``limit`` and ``offset``, parsed strictly, within the contract's bounds."""
     limit = _bounded_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _bounded_int(request, "offset", 0, 0, 10**9)
-    total = queryset.count()
-    items = list(queryset[offset : offset + limit]) if offset < total else []
+    return limit, offset
+
+
+def paginate(request: Request, queryset: QuerySet, *, total: int | None = None) -> Page:
+    """Limit/offset pagination with the contract's bounds and strict parsing.
+
+    ``queryset`` must be ordered, ideally by an index. ``total`` may be given
+    when the caller knows the exact count more cheaply than ``count()``.
+    """
+    limit, offset = page_bounds(request)
+    if total is None:
+        total = queryset.count()
+    items = read_page(queryset, offset=offset, limit=limit, total=total) if offset < total else []
     return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+def read_page(queryset: QuerySet, *, offset: int, limit: int, total: int) -> list:
+    """The rows ``offset`` to ``offset + limit`` of an ordered queryset of ``total`` rows.
+
+    A deep page skips primary keys (an index-only scan when the ordering has an
+    index that includes the key), then reads just its own rows: a deferred
+    join. Past the middle it counts from the other end, in the reversed
+    order, so the last page costs what the first does.
+    """
+    if offset + limit <= SHALLOW_ROWS:
+        return list(queryset[offset : offset + limit])
+    if offset > total // 2:
+        take = min(limit, total - offset)
+        start = total - offset - take
+        keys = queryset.reverse().values("pk")[start : start + take]
+    else:
+        keys = queryset.values("pk")[offset : offset + limit]
+    return list(queryset.filter(pk__in=keys))

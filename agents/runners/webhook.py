@@ -53,9 +53,16 @@ class WebhookRunner(Runner):
 
     def validate_configuration(self, configuration: dict[str, Any]) -> dict[str, Any]:
         url = configuration.get("url")
-        if not isinstance(url, str) or urlsplit(url).scheme not in {"http", "https"}:
+        if not isinstance(url, str):
             raise config_error("url", "An http:// or https:// URL.")
-        if not urlsplit(url).hostname:
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            raise config_error("url", "Not a valid URL.") from None
+        if parts.scheme not in {"http", "https"}:
+            raise config_error("url", "An http:// or https:// URL.")
+        if not host:
             raise config_error("url", "The URL has no host.")
         method = configuration.get("method", "POST")
         if not isinstance(method, str) or method.upper() not in METHODS:
