@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint format migrate install clean
+.PHONY: run test lint format migrate install clean bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ test: install
 	redis_pid=$$(bin/ensure-redis) || exit 1; \
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+# Every benchmark at a small size; needs PostgreSQL on 127.0.0.1:5432.
+bench: install
+	@export REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/14}; \
+	redis_pid=$$(bin/ensure-redis) || exit 1; \
+	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \
+	$(BIN)/python bench/dispatch_lag.py --agents 200
 
 lint: install
 	$(BIN)/ruff check .

@@ -202,6 +202,8 @@ SCHEDULER_STATUS_INTERVAL = env_int("SCHEDULER_STATUS_INTERVAL", 10, minimum=1) 
 # A run holds its concurrency slot through a lease its worker renews; a worker
 # that dies stops renewing and the slot is reclaimed once the lease expires.
 SCHEDULER_LEASE_SECONDS = env_int("SCHEDULER_LEASE_SECONDS", 30, minimum=3)
+# After downtime, beat fires each agent's latest missed slot once if it is this recent.
+SCHEDULER_CATCHUP_SECONDS = env_int("SCHEDULER_CATCHUP_SECONDS", 300, minimum=60)
 SCHEDULER_RUN_TIMEOUT = env_int("SCHEDULER_RUN_TIMEOUT", 3600, minimum=1)  # s
 SCHEDULER_PROGRESS_MIN_INTERVAL = env_float("SCHEDULER_PROGRESS_MIN_INTERVAL", 0.25, minimum=0)
 

@@ -3,8 +3,9 @@
 Each scheduled agent owns exactly one ``CrontabSchedule`` and one
 ``PeriodicTask``; nothing else writes them (an edit made in the beat admin is
 mirrored back onto the agent by ``scheduling.signals``). Rows are only saved
-when something really changed, because every save makes beat's
-DatabaseScheduler reload its whole schedule.
+when something really changed: each save marks beat's schedule as changed,
+and a stock DatabaseScheduler (which a deployment may still use) reloads
+every row when it is.
 """
 
 from __future__ import annotations
