@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
@@ -22,13 +23,15 @@ BIN = Path(sys.executable).parent
 def test_database_url() -> str:
     """The URL of the database the tests run on, for child processes."""
     db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
-    user = db.get("USER") or ""
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    auth = f"{user}{password}@" if user else ""
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{auth}{db.get('HOST') or ''}{port}/{db['NAME']}"
+    credentials = quote(db.get("USER") or "", safe="")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    at = f"{credentials}@" if credentials else ""
+    host = db.get("HOST") or "localhost"
+    port = db.get("PORT") or 5432
+    return f"postgres://{at}{host}:{port}/{quote(db['NAME'], safe='')}"
 
 
 def child_env(**overrides: str) -> dict[str, str]:

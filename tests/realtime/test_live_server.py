@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -12,13 +11,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -27,6 +24,7 @@ from realtime.connections import connections_key
 from realtime.groups import agent_group
 from realtime.protocol import CLOSE_TOO_MANY_CONNECTIONS
 from tests.factories import AgentFactory
+from tests.processes import child_env, free_port
 from tests.realtime.helpers import token_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -49,28 +47,6 @@ class Server:
         )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def live_database_url() -> str:
-    """DATABASE_URL of the test database this run created, for the subprocess."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    if connection.vendor == "postgresql":
-        credentials = quote(db["USER"] or "", safe="")
-        if db["PASSWORD"]:
-            credentials += ":" + quote(db["PASSWORD"], safe="")
-        host = db["HOST"] or "localhost"
-        port = db["PORT"] or 5432
-        at = f"{credentials}@" if credentials else ""
-        return f"postgres://{at}{host}:{port}/{quote(db['NAME'], safe='')}"
-    pytest.skip(f"no DATABASE_URL form for {connection.vendor}")
-
-
 def wait_until_listening(process: subprocess.Popen, port: int, output: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -89,15 +65,7 @@ def server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
     logs = tmp_path_factory.mktemp("daphne")
     access_log, output = logs / "access.log", logs / "output.log"
     port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "neonhub.settings",
-        "SECRET_KEY": settings.SECRET_KEY,
-        "REDIS_URL": settings.REDIS_URL,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "DATABASE_URL": live_database_url(),
-        "DEBUG": "0",
-    }
+    env = child_env(DEBUG="0")
     daphne = Path(sys.executable).with_name("daphne")
     command = [str(daphne), "-b", "127.0.0.1", "-p", str(port), "--access-log", str(access_log)]
     with output.open("wb") as sink:
