@@ -130,10 +130,30 @@ class LeaseKeeper(threading.Thread):
 
 
 def execute(session_id: str, *, worker: str = "") -> str | None:
-    """Run an admitted session to its end; returns its final status."""
+    """Run an admitted session to its end; returns its final status.
+
+    The worker that frees a slot fills it: the admission pass runs here,
+    right after the run, instead of as one more message through the broker.
+    """
     session = with_db_retry(runs.start_run, session_id, worker or socket.gethostname())
     if session is None:
         return None
+    try:
+        return _run_to_end(session)
+    finally:
+        _fill_freed_slot()
+
+
+def _fill_freed_slot() -> None:
+    try:
+        with_db_retry(runs.admit_waiting_runs, reclaim=False)
+    except Exception:
+        logger.warning("Admission after a run failed; asking the workers", exc_info=True)
+        runs.request_admission()
+
+
+def _run_to_end(session: ExecutionSession) -> str | None:
+    session_id = str(session.pk)
     context = SessionContext(session)
     keeper = LeaseKeeper(context)
     keeper.start()
@@ -142,29 +162,30 @@ def execute(session_id: str, *, worker: str = "") -> str | None:
         output = runner.run(context)
     except RunCancelled as exc:
         if context.stop_reason.startswith("Run timed out"):
-            with_db_retry(runs.finish_failed, session_id, context.stop_reason)
+            _record_failure(session_id, context.stop_reason)
             return ExecutionSession.Status.FAILED
         logger.info("Session %s stopped: %s", session_id, exc)
         return ExecutionSession.Status.CANCELLED
     except UnknownAgentType:
-        with_db_retry(
-            runs.finish_failed,
-            session_id,
-            f"No runner is registered for {session.agent.agent_type!r}.",
-        )
+        _record_failure(session_id, f"No runner is registered for {session.agent.agent_type!r}.")
         return ExecutionSession.Status.FAILED
     except RunFailed as exc:
-        with_db_retry(runs.finish_failed, session_id, str(exc) or "The run failed.")
+        _record_failure(session_id, str(exc) or "The run failed.")
         return ExecutionSession.Status.FAILED
     except Exception as exc:
         logger.exception("Session %s raised", session_id)
-        with_db_retry(runs.finish_failed, session_id, f"{exc.__class__.__name__}: {exc}"[:2000])
+        _record_failure(session_id, f"{exc.__class__.__name__}: {exc}"[:2000])
         return ExecutionSession.Status.FAILED
     finally:
         keeper.finished.set()
         keeper.join(timeout=5)
     if context.stopped.is_set() and not context.stop_reason.startswith("Run timed out"):
         return ExecutionSession.Status.CANCELLED
-    if with_db_retry(runs.finish_succeeded, session_id, "" if output is None else str(output)):
+    output = "" if output is None else str(output)
+    if with_db_retry(runs.finish_succeeded, session_id, output, session=session, admit_inline=True):
         return ExecutionSession.Status.SUCCEEDED
     return None
+
+
+def _record_failure(session_id: str, error: str) -> None:
+    with_db_retry(runs.finish_failed, session_id, error, admit_inline=True)

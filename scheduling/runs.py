@@ -7,6 +7,7 @@ message or a reclaim racing a finishing run can never both act on a session.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Iterable, Iterator, Mapping
@@ -15,10 +16,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from agents.models import AIAgent, ExecutionSession
+from neonhub.redis import get_redis
 from realtime import events
 from scheduling.cron import CronError, parse_cron
 from scheduling.due_index import ScheduleSpec, is_fire_time, next_fire
@@ -32,6 +35,10 @@ Trigger = ExecutionSession.Trigger
 
 # Any fixed number serves: it names the one advisory lock admission takes.
 ADMISSION_LOCK_KEY = 7_411_903
+# How long an admission request stands for the ones after it. A task
+# normally starts within milliseconds; past this, requests go out again, so a
+# lost or purged task delays admission by at most this much.
+ADMISSION_REQUEST_TTL_MS = 2000
 
 
 # --- queueing -------------------------------------------------------------------
@@ -96,13 +103,54 @@ def _zone(name: str):
 
 
 def request_admission(countdown: float | None = None) -> None:
+    """Ask the workers for an admission pass (after ``countdown`` seconds).
+
+    Immediate requests coalesce: while one admission task waits in the broker,
+    further requests join it instead of sending their own, since the pass
+    clears the flag before it reads and so sees everything committed before
+    the flag was set. A burst of a thousand queued runs costs a few passes,
+    not a thousand.
+    """
     from scheduling.tasks import admit
 
+    if countdown is None and not _first_request(_admission_key(), ttl_ms=ADMISSION_REQUEST_TTL_MS):
+        return
     try:
         admit.apply_async(countdown=countdown, priority=0)
     except Exception:
         # The periodic tick admits as well; a broker hiccup only delays.
+        _forget_request(_admission_key())
         logger.warning("Could not ask for admission", exc_info=True)
+
+
+def _admission_key() -> str:
+    return f"neonhub:admission-requested:{_queue()}"
+
+
+def _queue() -> str:
+    # Flags are per queue: deployments (or test runs) sharing one Redis have
+    # their own workers. Celery's configuration, not Django's, is the one
+    # that names the queue the tasks actually go to.
+    from neonhub.celery import app
+
+    return app.conf.task_default_queue
+
+
+def _first_request(key: str, *, ttl_ms: int) -> bool:
+    """Set ``key`` unless it is set; True if this call set it (or Redis cannot say).
+
+    The expiry bounds the harm of a request whose task was lost: later
+    requests go out again once it passes.
+    """
+    try:
+        return bool(get_redis().set(key, 1, nx=True, px=ttl_ms))
+    except RedisError:
+        return True
+
+
+def _forget_request(key: str) -> None:
+    with contextlib.suppress(RedisError):
+        get_redis().delete(key)
 
 
 # --- admission ------------------------------------------------------------------
@@ -116,22 +164,28 @@ def _lock_admission() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK_KEY])
 
 
-def admit_waiting_runs() -> list[str]:
+def admit_waiting_runs(*, reclaim: bool = True) -> list[str]:
     """Start as many waiting runs as free slots allow, highest priority first.
 
     Returns the ids of the admitted sessions, whose execution has been sent
-    to the workers.
+    to the workers. ``reclaim`` first frees the slots of lost runs; the pass a
+    worker makes after each run leaves that to the periodic tick.
     """
-    reclaim_lost_runs()
+    _forget_request(_admission_key())
+    if reclaim:
+        reclaim_lost_runs()
     now = timezone.now()
     admitted: list[tuple[str, int]] = []
     with transaction.atomic():
         _lock_admission()
-        running = ExecutionSession.objects.filter(status=Status.RUNNING)
-        free = settings.SCHEDULER_MAX_CONCURRENT - running.count()
+        busy_agents = set(
+            ExecutionSession.objects.filter(status=Status.RUNNING).values_list(
+                "agent_id", flat=True
+            )
+        )
+        free = settings.SCHEDULER_MAX_CONCURRENT - len(busy_agents)
         if free <= 0:
             return []
-        busy_agents = set(running.values_list("agent_id", flat=True))
         waiting = (
             ExecutionSession.objects.filter(status=Status.QUEUED, not_before__lte=now)
             .exclude(agent_id__in=busy_agents)
@@ -234,37 +288,57 @@ def _duration_ms(started_at: datetime | None, completed_at: datetime) -> int | N
     return max(0, round((completed_at - started_at).total_seconds() * 1000))
 
 
-def finish_succeeded(session_id: str, output: str) -> bool:
+def finish_succeeded(
+    session_id: str,
+    output: str,
+    *,
+    session: ExecutionSession | None = None,
+    admit_inline: bool = False,
+) -> bool:
+    """Record a successful run.
+
+    ``session`` is the worker's copy from ``start_run`` (spares a read);
+    ``admit_inline`` says the caller fills the freed slot itself, right after.
+    """
     now = timezone.now()
     with transaction.atomic():
-        session = ExecutionSession.objects.select_related("agent").filter(pk=session_id).first()
         if session is None:
-            return False
+            session = ExecutionSession.objects.select_related("agent").filter(pk=session_id).first()
+            if session is None:
+                return False
         duration = _duration_ms(session.started_at, now)
+        output = output[:10_000]
         done = ExecutionSession.objects.filter(pk=session_id, status=Status.RUNNING).update(
             status=Status.SUCCEEDED,
             success=True,
             completed_at=now,
             duration_ms=duration,
-            output_summary=output[:10_000],
+            output_summary=output,
             progress=100,
             lease_expires_at=None,
         )
         if not done:
             return False
-        session.refresh_from_db()
+        session.status, session.success, session.completed_at = Status.SUCCEEDED, True, now
+        session.duration_ms, session.output_summary, session.progress = duration, output, 100
+        session.lease_expires_at = None
         agent = session.agent
-        AIAgent.objects.filter(pk=agent.pk).update(retry_count=0, last_error="")
         agent.retry_count, agent.last_error = 0, ""
-        refresh_agent_status(agent)
+        refresh_agent_status(
+            agent, finished=Status.SUCCEEDED, also={"retry_count": 0, "last_error": ""}
+        )
         events.emit_completed(session, agent)
         metrics.run_finished(session)
-        transaction.on_commit(_after_run_finished)
+        transaction.on_commit(request_status_broadcast if admit_inline else _after_run_finished)
     return True
 
 
 def finish_failed(
-    session_id: str, error: str, *, only_if_lease_before: datetime | None = None
+    session_id: str,
+    error: str,
+    *,
+    only_if_lease_before: datetime | None = None,
+    admit_inline: bool = False,
 ) -> bool:
     """Record a failed attempt and queue its retry, if any is left."""
     now = timezone.now()
@@ -301,10 +375,10 @@ def finish_failed(
                 not_before=now + timedelta(seconds=delay),
             )
             transaction.on_commit(lambda: request_admission(countdown=delay))
-        refresh_agent_status(agent)
+        refresh_agent_status(agent, finished=Status.FAILED)
         events.emit_failed(session, agent, will_retry=will_retry)
         metrics.run_finished(session, will_retry=will_retry)
-        transaction.on_commit(_after_run_finished)
+        transaction.on_commit(request_status_broadcast if admit_inline else _after_run_finished)
     return True
 
 
@@ -349,31 +423,71 @@ def cancel_session(session: ExecutionSession) -> bool:
     return True
 
 
-def refresh_agent_status(agent: AIAgent) -> None:
-    """Derive the agent's status from its sessions."""
-    sessions = ExecutionSession.objects.filter(agent_id=agent.pk)
-    if sessions.filter(status=Status.RUNNING, started_at__isnull=False).exists():
-        status = AIAgent.Status.RUNNING
-    elif sessions.filter(status__in=[Status.QUEUED, Status.RUNNING]).exists():
-        status = AIAgent.Status.QUEUED
-    else:
+def refresh_agent_status(
+    agent: AIAgent, *, finished: str | None = None, also: dict | None = None
+) -> None:
+    """Derive the agent's status from its sessions, in one statement.
+
+    ``finished`` is the outcome of a run that just ended, which is then the
+    latest; otherwise the latest finished session is looked up. ``also`` are
+    further fields to write in the same update. ``agent.status`` in memory is
+    left as it was: nothing after a finish reads it, and reading it back
+    would cost a query per run.
+    """
+    sessions = ExecutionSession.objects.filter(agent_id=OuterRef("pk"))
+    if finished is None:
+        # The history index, not completed_at: stops at the newest finished
+        # row instead of sorting an agent's whole history.
         latest = (
-            sessions.filter(status__in=ExecutionSession.FINISHED)
-            .order_by("-completed_at")
+            ExecutionSession.objects.filter(agent_id=agent.pk, status__in=ExecutionSession.FINISHED)
+            .order_by("-created_at", "-id")
             .values_list("status", flat=True)
             .first()
         )
-        status = AIAgent.Status.ERROR if latest == Status.FAILED else AIAgent.Status.IDLE
-    AIAgent.objects.filter(pk=agent.pk).update(status=status)
-    agent.status = status
+    else:
+        latest = finished
+    settled = AIAgent.Status.ERROR if latest == Status.FAILED else AIAgent.Status.IDLE
+    AIAgent.objects.filter(pk=agent.pk).update(
+        status=Case(
+            When(
+                Exists(sessions.filter(status=Status.RUNNING, started_at__isnull=False)),
+                then=Value(AIAgent.Status.RUNNING),
+            ),
+            When(
+                Exists(sessions.filter(status__in=[Status.QUEUED, Status.RUNNING])),
+                then=Value(AIAgent.Status.QUEUED),
+            ),
+            default=Value(settled),
+        ),
+        **(also or {}),
+    )
 
 
 def _after_run_finished() -> None:
     request_admission()
+    request_status_broadcast()
+
+
+STATUS_WINDOW_MS = 500
+
+
+def request_status_broadcast() -> None:
+    """Broadcast the scheduler status soon, at most about twice a second.
+
+    The first request in a quiet moment goes out at once; those within the
+    next half second share one trailing broadcast at the window's end, which
+    reads the figures then and so reflects every run finished before it.
+    """
+    queue = _queue()
+    countdown: float | None = None
+    if not _first_request(f"neonhub:status-window:{queue}", ttl_ms=STATUS_WINDOW_MS):
+        if not _first_request(f"neonhub:status-trailing:{queue}", ttl_ms=STATUS_WINDOW_MS):
+            return
+        countdown = STATUS_WINDOW_MS / 1000
     from scheduling.tasks import publish_status
 
     try:
-        publish_status.apply_async(priority=0)
+        publish_status.apply_async(countdown=countdown, priority=0)
     except Exception:
         logger.warning("Could not ask for a status update", exc_info=True)
 

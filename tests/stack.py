@@ -71,8 +71,8 @@ class Stack:
             self.redis.stop()
             self.redis = None
 
-    def worker(self, **env: str) -> Process:
-        process = start_worker(**{**self.env, **env})
+    def worker(self, concurrency: int = 8, **env: str) -> Process:
+        process = start_worker(concurrency, **{**self.env, **env})
         self.processes.append(process)
         return process
 

@@ -16,8 +16,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(t
 
 def test_events_caps_and_limits_hold_across_processes(stack):
     s = stack(SCHEDULER_MAX_CONCURRENT="2", WS_MAX_CONNECTIONS_PER_USER="2")
-    s.worker()
-    s.worker()
+    # One thread each: with two runs at once, both workers must take part
+    # (with more, the worker that frees a slot may well run its successor too).
+    s.worker(concurrency=1)
+    s.worker(concurrency=1)
     first_web = s.web()
     second_web = s.web()
     owner = UserFactory()

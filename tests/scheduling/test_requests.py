@@ -1,0 +1,139 @@
+"""Admission requests coalesce and status broadcasts are paced, through real Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from neonhub.redis import get_redis
+from scheduling import runs, tasks
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """The tasks that would have gone to the broker, as (task name, countdown)."""
+    calls: list[tuple[str, float | None]] = []
+    for task in (tasks.admit, tasks.publish_status):
+        monkeypatch.setattr(
+            task,
+            "apply_async",
+            lambda *args, name=task.name, countdown=None, **kwargs: calls.append((name, countdown)),
+        )
+    redis = get_redis()
+    queue = runs._queue()
+    keys = [
+        runs._admission_key(),
+        f"neonhub:status-window:{queue}",
+        f"neonhub:status-trailing:{queue}",
+    ]
+    redis.delete(*keys)
+    yield calls
+    redis.delete(*keys)
+
+
+def test_requests_made_while_one_waits_join_it(sent):
+    for _ in range(50):
+        runs.request_admission()
+
+    assert sent == [("scheduling.admit", None)]
+
+
+def test_an_admission_pass_takes_the_request_so_the_next_one_goes_out(sent):
+    runs.request_admission()
+    runs.admit_waiting_runs()
+    runs.request_admission()
+
+    assert sent == [("scheduling.admit", None), ("scheduling.admit", None)]
+
+
+def test_delayed_requests_are_never_merged(sent):
+    runs.request_admission()
+    runs.request_admission(countdown=1.5)
+    runs.request_admission(countdown=3.0)
+
+    assert sent == [
+        ("scheduling.admit", None),
+        ("scheduling.admit", 1.5),
+        ("scheduling.admit", 3.0),
+    ]
+
+
+def test_a_request_whose_task_was_lost_stops_standing_after_its_expiry(sent, monkeypatch):
+    monkeypatch.setattr(runs, "ADMISSION_REQUEST_TTL_MS", 100)
+    runs.request_admission()
+    runs.request_admission()
+    time.sleep(0.25)
+    runs.request_admission()
+
+    assert sent == [("scheduling.admit", None), ("scheduling.admit", None)]
+
+
+def test_a_request_the_broker_refused_does_not_stand(sent, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.admit, "apply_async", refuse)
+    runs.request_admission()
+    monkeypatch.undo()
+
+    assert get_redis().exists(runs._admission_key()) == 0
+
+
+def test_without_redis_every_request_goes_out(sent, monkeypatch):
+    class Down:
+        def set(self, *args, **kwargs):
+            raise runs.RedisError("down")
+
+        def delete(self, *args):
+            raise runs.RedisError("down")
+
+    monkeypatch.setattr(runs, "get_redis", lambda: Down())
+    runs.request_admission()
+    runs.request_admission()
+
+    assert sent == [("scheduling.admit", None), ("scheduling.admit", None)]
+
+
+def test_status_goes_out_at_once_then_once_more_at_the_end_of_the_window(sent):
+    for _ in range(30):
+        runs.request_status_broadcast()
+
+    window = runs.STATUS_WINDOW_MS / 1000
+    assert sent == [("scheduling.publish_status", None), ("scheduling.publish_status", window)]
+
+    time.sleep(window + 0.1)
+    runs.request_status_broadcast()
+    assert sent[-1] == ("scheduling.publish_status", None)
+
+
+def test_the_pool_is_on_for_postgresql_unless_connections_persist():
+    def pool_option(**env: str) -> str:
+        code = (
+            "from django.conf import settings; "
+            "print(settings.DATABASES['default'].get('OPTIONS', {}).get('pool'))"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            env={
+                "DJANGO_SETTINGS_MODULE": "neonhub.settings",
+                "SECRET_KEY": "s" * 50,
+                "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
+                "PATH": "/usr/bin:/bin",
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout.strip() or result.stderr.strip().splitlines()[-1]
+
+    assert "'max_size': 20" in pool_option()
+    assert "'max_size': 7" in pool_option(DATABASE_POOL_MAX_SIZE="7")
+    assert pool_option(DATABASE_POOL="0") == "None"
+    assert pool_option(DATABASE_CONN_MAX_AGE="60") == "None"
+    assert "cannot both be set" in pool_option(DATABASE_CONN_MAX_AGE="60", DATABASE_POOL="1")
