@@ -43,12 +43,16 @@ test: install
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
-# Every benchmark at a small size; needs PostgreSQL on 127.0.0.1:5432.
+# Every benchmark at a small size (a few minutes in all); needs PostgreSQL on
+# 127.0.0.1:5432. bench/README.md gives the full sizes.
 bench: install
 	@export REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/14}; \
 	redis_pid=$$(bin/ensure-redis) || exit 1; \
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \
-	$(BIN)/python bench/dispatch_lag.py --agents 200
+	$(BIN)/python bench/dispatch_lag.py --agents 200 && \
+	$(BIN)/python bench/throughput.py --runs 300 && \
+	$(BIN)/python bench/event_latency.py --clients 50,200 && \
+	$(BIN)/python bench/history.py --rows 20000 --agents 200 --requests 50
 
 lint: install
 	$(BIN)/ruff check .
