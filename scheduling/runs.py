@@ -21,7 +21,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from agents.models import AIAgent, ExecutionSession
-from neonhub.redis import get_redis
+from neonhub.redis import fast_redis
 from realtime import events
 from scheduling.cron import CronError, parse_cron
 from scheduling.due_index import ScheduleSpec, is_fire_time, next_fire
@@ -143,14 +143,14 @@ def _first_request(key: str, *, ttl_ms: int) -> bool:
     requests go out again once it passes.
     """
     try:
-        return bool(get_redis().set(key, 1, nx=True, px=ttl_ms))
+        return bool(fast_redis().set(key, 1, nx=True, px=ttl_ms))
     except RedisError:
         return True
 
 
 def _forget_request(key: str) -> None:
     with contextlib.suppress(RedisError):
-        get_redis().delete(key)
+        fast_redis().delete(key)
 
 
 # --- admission ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from neonhub.redis import get_redis
+from neonhub.redis import fast_redis
 
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # A unit is s, m, h or d, or one of their words ("2hours", "1minute"); any
@@ -66,7 +66,7 @@ class FixedWindowThrottle(BaseThrottle):
         window = int(now // self.rate.seconds)
         key = f"{KEY_PREFIX}{self.scope}:{self.client_key(request)}:{window}"
         try:
-            pipe = get_redis().pipeline()
+            pipe = fast_redis().pipeline()
             pipe.incr(key)
             pipe.expire(key, self.rate.seconds + 1)
             count, _ = pipe.execute()

@@ -55,10 +55,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from agents.models import ExecutionSession
+from neonhub.redis import fast_redis
 from realtime import connections
 from scheduling.heartbeat import beat_heartbeat_age
 from scheduling.observability import metrics, workers
-from scheduling.observability.store import fast_redis
 from scheduling.stats import scheduled_agents
 
 logger = logging.getLogger(__name__)

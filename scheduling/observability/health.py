@@ -19,9 +19,9 @@ from typing import Any
 
 from django.db import connection
 
+from neonhub.redis import fast_redis
 from scheduling.heartbeat import beat_alive_window, beat_heartbeat_age
 from scheduling.observability import workers
-from scheduling.observability.store import fast_redis
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from django.db import transaction
 from prometheus_client.utils import floatToGoString
 from redis.client import Pipeline
 
-from scheduling.observability.store import fast_redis
+from neonhub.redis import fast_redis
 
 logger = logging.getLogger(__name__)
 

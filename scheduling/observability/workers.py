@@ -24,7 +24,7 @@ from typing import Any
 import redis
 from celery.signals import worker_ready, worker_shutdown
 
-from scheduling.observability.store import fast_redis
+from neonhub.redis import fast_redis
 
 logger = logging.getLogger(__name__)
 

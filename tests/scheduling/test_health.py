@@ -14,11 +14,10 @@ import pytest
 from django.db import OperationalError
 from django.test import Client
 
-from neonhub.redis import get_redis
+from neonhub.redis import fast_redis, get_redis
 from scheduling import heartbeat
 from scheduling.heartbeat import BEAT_HEARTBEAT_KEY, beat_is_running, record_beat_heartbeat
 from scheduling.observability import health, workers
-from scheduling.observability.store import fast_redis
 from tests.processes import free_port, start_beat, start_daphne, start_worker, wait_until
 
 pytestmark = pytest.mark.django_db

@@ -16,13 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agents.models import AIAgent, ExecutionSession
 from conftest import client_for
-from neonhub.redis import get_redis
+from neonhub.redis import fast_redis, get_redis
 from realtime import connections
 from realtime.publisher import send_now
 from scheduling import heartbeat, runs
 from scheduling.heartbeat import BEAT_HEARTBEAT_KEY, record_beat_heartbeat
 from scheduling.observability import metrics, workers
-from scheduling.observability.store import fast_redis
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
 from tests.processes import free_port, wait_until

@@ -92,7 +92,7 @@ def test_without_redis_every_request_goes_out(sent, monkeypatch):
         def delete(self, *args):
             raise runs.RedisError("down")
 
-    monkeypatch.setattr(runs, "get_redis", lambda: Down())
+    monkeypatch.setattr(runs, "fast_redis", lambda: Down())
     runs.request_admission()
     runs.request_admission()
 
