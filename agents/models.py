@@ -214,3 +214,37 @@ class ExecutionSession(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class AgentSessionCount(models.Model):
+    """How many sessions an agent has, so its history can say ``total`` without counting.
+
+    The database keeps it exact: triggers on ``agents_executionsession``
+    (migration 0003) add what each insert inserted and subtract what each
+    delete deleted, in the same transaction. Nothing in the application writes
+    it. An agent that never had a session has no row.
+    """
+
+    agent = models.OneToOneField(
+        AIAgent,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="session_count",
+    )
+    total = models.BigIntegerField(default=0, help_text="The agent's sessions, all statuses.")
+
+    class Meta:
+        db_table = "agents_sessioncount"
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.total} sessions"
+
+    @classmethod
+    def total_for(cls, agent_id: object) -> int:
+        """The agent's session count: one primary-key read instead of a count."""
+        total = cls.objects.filter(agent_id=agent_id).values_list("total", flat=True).first()
+        if total is None:
+            # No row: the agent never had a session, or the database has no
+            # triggers to keep one (a vendor other than PostgreSQL or SQLite).
+            return ExecutionSession.objects.filter(agent_id=agent_id).count()
+        return total

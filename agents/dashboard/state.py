@@ -16,7 +16,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from djangorestframework_camel_case.util import camelize
 
-from agents.models import AIAgent, ExecutionSession
+from agents.models import AgentSessionCount, AIAgent, ExecutionSession
 from agents.serializers import AgentSerializer, SessionSerializer
 from agents.services import visible_agents
 from realtime.events import iso
@@ -129,7 +129,7 @@ def agent_state(agent: AIAgent) -> dict[str, Any]:
             "upcomingRuns": upcoming_runs(agent),
         },
         "sessions": [session_data(session) for session in recent],
-        "sessionsTotal": agent.sessions.count(),
+        "sessionsTotal": AgentSessionCount.total_for(agent.pk),
         "activeSession": session_data(active),
         "pageSize": HISTORY_PAGE_SIZE,
         "scheduler": scheduler_summary(),

@@ -16,6 +16,7 @@ from agents.api.schema import (
     RunQueuedSerializer,
     SessionListSerializer,
 )
+from agents.models import AgentSessionCount
 from agents.serializers import SessionSerializer
 from agents.views.lookups import get_visible_agent, get_visible_session
 from scheduling import runs
@@ -48,7 +49,11 @@ def run_agent(request: Request, agent_id: str) -> Response:
 @api_view(["GET"])
 def agent_sessions(request: Request, agent_id: str) -> Response:
     agent = get_visible_agent(request, agent_id)
-    page = paginate(request, agent.sessions.order_by("-created_at", "-id"))
+    page = paginate(
+        request,
+        agent.sessions.order_by("-created_at", "-id"),
+        total=AgentSessionCount.total_for(agent.pk),
+    )
     return Response(page.as_data("sessions", SessionSerializer(page.items, many=True).data))
 
 
