@@ -134,6 +134,8 @@ class Clients:
         self.sockets: list = []
         self.readers: list[asyncio.Task] = []
         self.received: list[tuple[float, str]] = []
+        # Close codes of sockets that ended before the bench closed them.
+        self.closed: list[int | None] = []
 
     async def grow_to(self, count: int) -> float:
         """Connect and subscribe clients until ``count`` are open; returns the seconds it took."""
@@ -171,7 +173,8 @@ class Clients:
                 # The clock first: parsing waits until the measurement is over.
                 received.append((time.time(), raw))
         except Exception:  # a closed socket ends its reader; counts show the loss
-            return
+            pass
+        self.closed.append(socket.close_code)
 
     async def close(self) -> None:
         for task in self.readers:
@@ -342,10 +345,17 @@ async def run_clients(url, token, agent_ids, hot_id, sizes, env, args, daphne_pi
             step["web_rss_mib"] = rss_mib(daphne_pid)
             step["client_rss_mib"] = rss_mib(os.getpid())
             results.append(step)
+            step["closed_sockets"] = len(clients.closed)
             own, shared = step["own_room"], step["shared_room"]
             print(
                 f"  {size} clients: own room p99 {own['p99_ms']:.1f} ms, "
-                f"shared room p99 {shared['p99_ms']:.1f} ms",
+                f"shared room p99 {shared['p99_ms']:.1f} ms"
+                + (
+                    f"; {len(clients.closed)} sockets closed by the server "
+                    f"(codes {sorted(set(map(str, clients.closed)))})"
+                    if clients.closed
+                    else ""
+                ),
                 flush=True,
             )
     finally:
@@ -523,6 +533,14 @@ def main() -> None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
             daphne.stop()
+            complaints = [
+                line
+                for line in daphne.output().splitlines()
+                if "WARNING" in line or "ERROR" in line or "Traceback" in line
+            ]
+            if complaints:
+                print(f"daphne logged {len(complaints)} warnings or errors, the last ones:")
+                print("\n".join(complaints[-10:]))
             os.unlink(daphne.log_path)
 
     print(f"\nEvent latency, {about['date']}")

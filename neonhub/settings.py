@@ -262,25 +262,51 @@ CELERY_BEAT_SCHEDULE = {
 }
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # redis-py 8 reads with a 5 s socket timeout by default: exactly the
-            # length of channels-redis' blocking BZPOPMIN, so idle consumers
-            # would die with "Timeout reading from ...". The blocking pop has
-            # its own server-side timeout; the client needs none.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
-            "prefix": "neonhub:channels:",
-            # A browser tab that stalls for a while should not lose events:
-            # 1,000 frames of room and a message lifetime of two minutes.
-            "capacity": env_int("CHANNELS_CAPACITY", 1000, minimum=10),
-            "expiry": 120,
-            # Group membership is refreshed by each consumer well inside this.
-            "group_expiry": 86400,
-        },
+# "pubsub" (the default) or "core"; every web and worker process must use the
+# same one, the two do not hear each other. The pub/sub layer costs a web
+# process one Redis message per event and group instead of waking each
+# consumer through the core layer's shared receive lock, and its sockets
+# survive a Redis restart (the core layer's consumers die with their
+# blocking pop); docs/performance.md section 3 has the figures.
+CHANNEL_LAYER_BACKEND = env_str("CHANNEL_LAYER_BACKEND", "pubsub")
+if CHANNEL_LAYER_BACKEND == "core":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default: exactly the
+                # length of channels-redis' blocking BZPOPMIN, so idle consumers
+                # would die with "Timeout reading from ...". The blocking pop has
+                # its own server-side timeout; the client needs none.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": "neonhub:channels:",
+                # A browser tab that stalls for a while should not lose events:
+                # 1,000 frames of room and a message lifetime of two minutes.
+                "capacity": env_int("CHANNELS_CAPACITY", 1000, minimum=10),
+                "expiry": 120,
+                # Group membership is refreshed by each consumer well inside this.
+                "group_expiry": 86400,
+            },
+        }
     }
-}
+elif CHANNEL_LAYER_BACKEND == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                # One Redis message per event and web process, fanned out to the
+                # process's consumers in memory. Nothing blocks on a read here,
+                # so reads keep a timeout: a Redis that hangs fails a send
+                # instead of holding the layer's lock for ever.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 5}],
+                "prefix": "neonhub:channels:",
+            },
+        }
+    }
+else:
+    raise ImproperlyConfigured(
+        f"CHANNEL_LAYER_BACKEND must be core or pubsub, got {CHANNEL_LAYER_BACKEND!r}"
+    )
 
 WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 5, minimum=1)
 WS_CONNECTION_LEASE_SECONDS = env_int("WS_CONNECTION_LEASE_SECONDS", 30, minimum=2)

@@ -136,10 +136,11 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
                         # Stalled past its lease, it lost its place to another connection.
                         await self.end(CLOSE_TOO_MANY_CONNECTIONS)
                         return
-                    # channels-redis drops a group member group_expiry (a day)
-                    # after it joined, however long it stays connected; joining
-                    # again restarts that clock, so long-lived sockets keep
-                    # their events.
+                    # The core channels-redis layer drops a group member
+                    # group_expiry (a day) after it joined, however long it
+                    # stays connected; joining again restarts that clock, so
+                    # long-lived sockets keep their events. The pub/sub layer
+                    # keeps members in this process: joining again is a no-op.
                     for group in self.rooms.values():
                         await self.channel_layer.group_add(group, self.channel_name)
             except (RedisError, OSError):
@@ -183,10 +184,21 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
     # --- server events ----------------------------------------------------------------
 
     async def neonhub_event(self, message: dict[str, Any]) -> None:
-        """A frame from the emitter (realtime.events), forwarded as it is."""
-        await self.send_frame(message["frame"])
+        """A frame from the emitter (realtime.publisher), forwarded as it is.
+
+        The emitter has already encoded it: one encoding per event, however
+        many sockets watch the room."""
+        text = message.get("text")
+        if text is None:
+            # Sent by an emitter of the previous release (the frame as an
+            # object), which may still run while a deploy rolls out.
+            text = json.dumps(message["frame"])
+        await self.send_text(text)
 
     async def send_frame(self, frame: Frame) -> None:
+        await self.send_text(json.dumps(frame))
+
+    async def send_text(self, text: str) -> None:
         # Once the server has closed the socket, daphne raises on a send.
         if not self.closing:
-            await self.send(text_data=json.dumps(frame))
+            await self.send(text_data=text)

@@ -1,5 +1,9 @@
 """Sends frames to channel-layer groups from any kind of caller.
 
+A frame is turned into JSON text here, once per event: every group it goes to
+and every consumer that forwards it then handles the same ready text, which
+costs a shared room of N watchers one ``json.dumps`` instead of N.
+
 Celery workers and Django views are synchronous. Calling ``async_to_sync``
 for every event would create an event loop, and with it a new Redis
 connection pool, per call. Instead each process keeps one event loop in a
@@ -10,6 +14,7 @@ made once and reused.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Coroutine, Iterable
@@ -53,9 +58,18 @@ class _LoopThread:
 _loop_thread = _LoopThread()
 
 
+EVENT_MESSAGE_TYPE = "neonhub.event"
+
+
+def event_message(frame: dict[str, Any]) -> dict[str, Any]:
+    """The channel-layer message that carries one frame to consumers
+    (``AgentEventsConsumer.neonhub_event``): the frame as the text sent to clients."""
+    return {"type": EVENT_MESSAGE_TYPE, "text": json.dumps(frame)}
+
+
 async def send_to_groups(groups: Iterable[str], frame: dict[str, Any]) -> None:
     layer = get_channel_layer()
-    message = {"type": "neonhub.event", "frame": frame}
+    message = event_message(frame)
     for group in groups:
         await layer.group_send(group, message)
     metrics.event_sent(frame.get("event"))

@@ -8,6 +8,8 @@ from typing import Any
 from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
+from realtime.publisher import event_message
+
 ORIGIN = "http://testserver"
 NO_DATA = object()
 
@@ -93,5 +95,5 @@ async def close_code(communicator: WebsocketCommunicator, timeout: float = 1) ->
 async def emit(layer: Any, group: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
     """Send a frame to a group as the emitter (realtime.events) does."""
     frame = {"event": event, "data": data}
-    await layer.group_send(group, {"type": "neonhub.event", "frame": frame})
+    await layer.group_send(group, event_message(frame))
     return frame

@@ -5,9 +5,11 @@ import json
 import uuid
 
 import pytest
+from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 
 from realtime.groups import SCHEDULER_GROUP, agent_group, owner_agents_group
+from realtime.publisher import send_to_groups
 from tests.factories import AgentFactory
 from tests.realtime.helpers import ask, emit
 
@@ -226,14 +228,24 @@ async def test_it_leaves_every_group_on_disconnect(sockets, layer, user, agent):
     await sockets.disconnect(communicator)
 
     groups = [agent_group(agent.pk), owner_agents_group(user.pk), SCHEDULER_GROUP]
-    redis = layer.connection(0)
-    for group in groups:
-        assert await redis.zcard(layer._group_key(group)) == 0
+    if isinstance(layer, RedisChannelLayer):
+        redis = layer.connection(0)
+        for group in groups:
+            assert await redis.zcard(layer._group_key(group)) == 0
+    else:
+        # The pub/sub layer keeps members in the process and leaves the Redis
+        # channel of a group with none.
+        loop_layer = layer._get_layer()
+        for group in groups:
+            assert loop_layer._get_group_channel_name(group) not in loop_layer.groups
 
 
 def blocking_reads_may_time_out() -> bool:
     """Whether the layer's Redis connections keep redis-py 8's default 5 s read
-    timeout, which equals channels-redis' 5 s blocking BZPOPMIN."""
+    timeout, which equals channels-redis' 5 s blocking BZPOPMIN (the pub/sub
+    layer reads with timeouts of its own and has no blocking pop)."""
+    if not settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith(".RedisChannelLayer"):
+        return False
     hosts = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
     return not all(
         isinstance(host, dict) and host.get("socket_timeout", 0) is None for host in hosts
@@ -257,3 +269,47 @@ async def test_an_idle_connection_still_gets_events_after_the_redis_read_timeout
     await asyncio.sleep(6)
     frame = await emit(layer, SCHEDULER_GROUP, "scheduler:status", {"isRunning": True})
     assert await communicator.receive_json_from(timeout=2) == frame
+
+
+async def test_an_event_is_forwarded_as_the_text_the_emitter_encoded(sockets, layer, user, agent):
+    communicator = await sockets.open_as(user)
+    await ask(communicator, "agent:subscribe", str(agent.pk))
+    # Text that json.dumps would not write back the same way: only the
+    # emitter's bytes may reach the client.
+    text = json.dumps(
+        {"event": "agent:progress", "data": {"agentId": str(agent.pk), "progress": 50}},
+        separators=(",", ":"),
+    )
+    await layer.group_send(agent_group(agent.pk), {"type": "neonhub.event", "text": text})
+    assert await communicator.receive_from(timeout=2) == text
+
+
+async def test_an_event_from_an_older_emitter_is_still_forwarded(sockets, layer, user, agent):
+    # During a rolling deploy, workers of the previous release send the frame
+    # as an object.
+    communicator = await sockets.open_as(user)
+    await ask(communicator, "agent:subscribe", str(agent.pk))
+    frame = {"event": "agent:started", "data": started(agent.pk)}
+    await layer.group_send(agent_group(agent.pk), {"type": "neonhub.event", "frame": frame})
+    assert await communicator.receive_json_from(timeout=2) == frame
+
+
+async def test_a_shared_room_encodes_each_event_once(sockets, layer, monkeypatch, user, agent):
+    watchers = [await sockets.open_as(user) for _ in range(3)]
+    for communicator in watchers:
+        await ask(communicator, "agent:subscribe", str(agent.pk))
+    encoded = []
+    real_dumps = json.dumps
+
+    def counting_dumps(value, *args, **kwargs):
+        encoded.append(value)
+        return real_dumps(value, *args, **kwargs)
+
+    monkeypatch.setattr(json, "dumps", counting_dumps)
+    frame = {"event": "agent:started", "data": started(agent.pk)}
+    await send_to_groups([agent_group(agent.pk)], frame)
+    texts = [await communicator.receive_from(timeout=2) for communicator in watchers]
+    monkeypatch.undo()
+
+    assert encoded == [frame]
+    assert texts == [real_dumps(frame)] * 3

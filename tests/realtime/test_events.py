@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -14,7 +15,7 @@ from django.utils import timezone
 from agents.models import Priority
 from realtime import events
 from realtime.groups import SCHEDULER_GROUP, STAFF_AGENTS_GROUP, agent_group, owner_agents_group
-from realtime.publisher import send_now
+from realtime.publisher import event_message, send_now
 from tests.factories import AgentFactory, SessionFactory
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -161,7 +162,19 @@ def test_send_now_reaches_a_group_on_the_real_redis_layer():
             await layer.group_discard(group, channel)
 
     message = async_to_sync(scenario)()
-    assert message == {"type": "neonhub.event", "frame": frame}
+    # Encoded once, by the emitter; consumers forward the text unchanged.
+    assert message == {"type": "neonhub.event", "text": json.dumps(frame)}
+    assert json.loads(message["text"]) == frame
+
+
+def test_the_encoded_frame_keeps_text_that_cannot_be_utf_8():
+    # A lone surrogate (from a runner's message) must not make the send fail:
+    # it travels escaped, as the consumer used to encode it.
+    frame = {"event": "agent:progress", "data": {"message": "half \ud800 done"}}
+    text = event_message(frame)["text"]
+    assert "\\ud800" in text
+    text.encode("utf-8")
+    assert json.loads(text) == frame
 
 
 @pytest.mark.django_db

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -335,12 +336,16 @@ def live_user() -> Iterator[Any]:
     user = UserFactory()
     agent = AgentFactory(owner=user)
     yield user, agent
+    keys = [connections_key(user.pk)]
     layer = get_channel_layer()
-    get_redis().delete(
-        connections_key(user.pk),
-        layer._group_key(agent_group(agent.pk)),
-        layer._group_key(owner_agents_group(user.pk)),
-    )
+    # Only the core layer keeps groups in Redis; the pub/sub one keeps them
+    # in the web process.
+    if isinstance(layer, RedisChannelLayer):
+        keys += [
+            layer._group_key(agent_group(agent.pk)),
+            layer._group_key(owner_agents_group(user.pk)),
+        ]
+    get_redis().delete(*keys)
 
 
 def open_live(port: int, user: Any) -> ClientConnection:
