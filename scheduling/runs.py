@@ -206,8 +206,14 @@ def admit_waiting_runs(*, reclaim: bool = True) -> list[str]:
                 admitted.append((str(session_id), priority))
                 if len(admitted) >= free:
                     break
-        transaction.on_commit(lambda: _send_executions(admitted))
+        transaction.on_commit(lambda: _announce_admitted(admitted))
     return [session_id for session_id, _ in admitted]
+
+
+def _announce_admitted(admitted: list[tuple[str, int]]) -> None:
+    _send_executions(admitted)
+    if admitted:
+        request_status_broadcast()
 
 
 def _send_executions(admitted: list[tuple[str, int]]) -> None:
@@ -298,7 +304,8 @@ def finish_succeeded(
     """Record a successful run.
 
     ``session`` is the worker's copy from ``start_run`` (spares a read);
-    ``admit_inline`` says the caller fills the freed slot itself, right after.
+    ``admit_inline`` says the caller fills the freed slot itself, right after,
+    and then has the new state broadcast.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -329,7 +336,8 @@ def finish_succeeded(
         )
         events.emit_completed(session, agent)
         metrics.run_finished(session)
-        transaction.on_commit(request_status_broadcast if admit_inline else _after_run_finished)
+        if not admit_inline:
+            transaction.on_commit(_after_run_finished)
     return True
 
 
@@ -378,7 +386,8 @@ def finish_failed(
         refresh_agent_status(agent, finished=Status.FAILED)
         events.emit_failed(session, agent, will_retry=will_retry)
         metrics.run_finished(session, will_retry=will_retry)
-        transaction.on_commit(request_status_broadcast if admit_inline else _after_run_finished)
+        if not admit_inline:
+            transaction.on_commit(_after_run_finished)
     return True
 
 
@@ -417,7 +426,7 @@ def cancel_session(session: ExecutionSession) -> bool:
                 duration_ms=_duration_ms(session.started_at, now)
             )
             session.duration_ms = _duration_ms(session.started_at, now)
-        refresh_agent_status(session.agent)
+        refresh_agent_status(session.agent, finished=Status.CANCELLED)
         metrics.run_finished(session)
         transaction.on_commit(_after_run_finished)
     return True
@@ -478,10 +487,9 @@ def request_status_broadcast() -> None:
     next half second share one trailing broadcast at the window's end, which
     reads the figures then and so reflects every run finished before it.
     """
-    queue = _queue()
     countdown: float | None = None
-    if not _first_request(f"neonhub:status-window:{queue}", ttl_ms=STATUS_WINDOW_MS):
-        if not _first_request(f"neonhub:status-trailing:{queue}", ttl_ms=STATUS_WINDOW_MS):
+    if not _first_request(_status_key("window"), ttl_ms=STATUS_WINDOW_MS):
+        if not _first_request(_status_key("trailing"), ttl_ms=STATUS_WINDOW_MS):
             return
         countdown = STATUS_WINDOW_MS / 1000
     from scheduling.tasks import publish_status
@@ -490,6 +498,20 @@ def request_status_broadcast() -> None:
         publish_status.apply_async(countdown=countdown, priority=0)
     except Exception:
         logger.warning("Could not ask for a status update", exc_info=True)
+
+
+def status_broadcast_starting() -> None:
+    """A status broadcast is about to read the figures: later requests need one of their own.
+
+    Like admission's flag, cleared before the read, so a run finished after it
+    never waits on a broadcast that read too early (clocks of sender, worker
+    and Redis need not agree on when the window ends).
+    """
+    _forget_request(_status_key("trailing"))
+
+
+def _status_key(part: str) -> str:
+    return f"neonhub:status-{part}:{_queue()}"
 
 
 def session_is_running(session_id: str) -> bool:

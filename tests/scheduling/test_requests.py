@@ -1,4 +1,5 @@
-"""Admission requests coalesce and status broadcasts are paced, through real Redis."""
+"""Admission requests coalesce and status broadcasts are paced, through real Redis;
+what triggers a broadcast."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import sys
 import time
 
 import pytest
+from django.utils import timezone
 
+from agents.models import AIAgent, ExecutionSession
 from neonhub.redis import get_redis
-from scheduling import runs, tasks
+from scheduling import executor, runs, tasks
+from tests.factories import AgentFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -137,3 +141,50 @@ def test_the_pool_is_on_for_postgresql_unless_connections_persist():
     assert pool_option(DATABASE_POOL="0") == "None"
     assert pool_option(DATABASE_CONN_MAX_AGE="60") == "None"
     assert "cannot both be set" in pool_option(DATABASE_CONN_MAX_AGE="60", DATABASE_POOL="1")
+
+
+def test_a_broadcast_takes_the_trailing_request_so_a_later_run_gets_its_own(sent):
+    runs.request_status_broadcast()
+    runs.request_status_broadcast()
+    tasks.publish_status()
+    runs.request_status_broadcast()
+
+    window = runs.STATUS_WINDOW_MS / 1000
+    assert sent == [
+        ("scheduling.publish_status", None),
+        ("scheduling.publish_status", window),
+        ("scheduling.publish_status", window),
+    ]
+
+
+def test_an_admission_that_started_runs_has_them_broadcast_after_its_commit(
+    sent, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(runs, "_send_executions", lambda admitted: None)
+    session = SessionFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runs.admit_waiting_runs() == [str(session.pk)]
+
+    assert ("scheduling.publish_status", None) in sent
+
+
+@pytest.mark.parametrize(("admitted", "broadcasts"), [([], 1), (["a-session"], 0)])
+def test_the_worker_broadcasts_after_its_pass_unless_the_pass_did(
+    sent, monkeypatch, admitted, broadcasts
+):
+    monkeypatch.setattr(runs, "admit_waiting_runs", lambda reclaim: admitted)
+    executor._fill_freed_slot()
+
+    assert sent.count(("scheduling.publish_status", None)) == broadcasts
+
+
+def test_cancelling_leaves_the_agent_idle_whatever_failed_before(monkeypatch):
+    monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
+    agent = AgentFactory()
+    waiting = SessionFactory(agent=agent)
+    # A later-created run failed for good (admitted first, by priority).
+    SessionFactory(agent=agent, status=ExecutionSession.Status.FAILED, completed_at=timezone.now())
+
+    assert runs.cancel_session(waiting)
+    agent.refresh_from_db()
+    assert agent.status == AIAgent.Status.IDLE
