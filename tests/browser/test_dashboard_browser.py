@@ -59,6 +59,25 @@ def row(page: Page, agent: AIAgent):
     return page.locator(f'#agents-table tr[data-agent-id="{agent.pk}"]')
 
 
+# Every place each button of the table has been in, sampled every frame.
+WATCH_BUTTONS = """() => {
+    const places = new Map();
+    const sample = () => {
+        for (const button of document.querySelectorAll("#agents-table button[data-action]")) {
+            const box = button.getBoundingClientRect();
+            const label = button.getAttribute("aria-label");
+            if (!places.has(label)) places.set(label, new Set());
+            places.get(label).add(Math.round(box.x + scrollX) + "," + Math.round(box.y + scrollY));
+        }
+        requestAnimationFrame(sample);
+    };
+    sample();
+    window.movedButtons = () => [...places]
+        .filter(([, seen]) => seen.size > 1)
+        .map(([label, seen]) => label + ": " + [...seen].join(" then "));
+}"""
+
+
 def test_an_operator_runs_an_agent_live_and_pauses_its_schedule(
     worker, beat, web, operator, page: Page, page_errors
 ):
@@ -91,6 +110,9 @@ def test_an_operator_runs_an_agent_live_and_pauses_its_schedule(
     expect(row(page, agent).locator(".c-schedule")).to_contain_text("0 9 * * 1-5")
     expect(row(page, agent).locator(".c-next time")).to_be_visible()
     page.evaluate("window.loadedOnce = true")
+    # Live updates must not move a button under the pointer: the click would
+    # land on whatever took its place.
+    page.evaluate(WATCH_BUTTONS)
 
     row(page, seo).get_by_role("button", name="Run SEO audit now").click()
     row(page, agent).get_by_role("button", name="Run Blog drafts now").click()
@@ -115,6 +137,7 @@ def test_an_operator_runs_an_agent_live_and_pauses_its_schedule(
     expect(completed).to_contain_text("completed in")
     expect(row(page, agent).locator(".c-last")).to_contain_text("Succeeded")
     assert page.evaluate("window.loadedOnce") is True, "the page was reloaded"
+    assert page.evaluate("window.movedButtons()") == []
 
     row(page, agent).get_by_role("button", name="Pause the schedule of Blog drafts").click()
     next_run = row(page, agent).locator(".c-next")
