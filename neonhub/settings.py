@@ -238,10 +238,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Stacks sharing one Redis database (say, two test runs) keep apart by queue name.
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "neonhub")
 # Waiting runs live in the database, ordered by priority there, and only
-# admitted runs become broker messages; so messages never wait long and the
-# visibility timeout only has to cover a retry's countdown.
+# admitted runs become broker messages, none with a countdown (see
+# scheduling/later.py); so messages never wait long and the default
+# visibility timeout is ample.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": max(3600, 2 * SCHEDULER_BACKOFF_MAX // 1000 + 600),
+    "visibility_timeout": 3600,
     "queue_order_strategy": "priority",
     "priority_steps": list(range(10)),
     "sep": ":",

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from agents.models import AIAgent, ExecutionSession
 from neonhub.redis import fast_redis
 from realtime import events
+from scheduling import later
 from scheduling.cron import CronError, parse_cron
 from scheduling.due_index import ScheduleSpec, is_fire_time, next_fire
 from scheduling.observability import metrics
@@ -102,21 +103,21 @@ def _zone(name: str):
     return ZoneInfo(name)
 
 
-def request_admission(countdown: float | None = None) -> None:
-    """Ask the workers for an admission pass (after ``countdown`` seconds).
+def request_admission() -> None:
+    """Ask the workers for an admission pass.
 
-    Immediate requests coalesce: while one admission task waits in the broker,
-    further requests join it instead of sending their own, since the pass
-    clears the flag before it reads and so sees everything committed before
-    the flag was set. A burst of a thousand queued runs costs a few passes,
-    not a thousand.
+    Requests coalesce: while one admission task waits in the broker, further
+    requests join it instead of sending their own, since the pass clears the
+    flag before it reads and so sees everything committed before the flag
+    was set. A burst of a thousand queued runs costs a few passes, not a
+    thousand.
     """
     from scheduling.tasks import admit
 
-    if countdown is None and not _first_request(_admission_key(), ttl_ms=ADMISSION_REQUEST_TTL_MS):
+    if not _first_request(_admission_key(), ttl_ms=ADMISSION_REQUEST_TTL_MS):
         return
     try:
-        admit.apply_async(countdown=countdown, priority=0)
+        admit.apply_async(priority=0)
     except Exception:
         # The periodic tick admits as well; a broker hiccup only delays.
         _forget_request(_admission_key())
@@ -374,7 +375,7 @@ def finish_failed(
                 attempt=session.attempt + 1,
                 not_before=now + timedelta(seconds=delay),
             )
-            transaction.on_commit(lambda: request_admission(countdown=delay))
+            transaction.on_commit(lambda: later.call_later(delay, request_admission))
         refresh_agent_status(agent, finished=Status.FAILED)
         events.emit_failed(session, agent, will_retry=will_retry)
         metrics.run_finished(session, will_retry=will_retry)
@@ -476,17 +477,20 @@ def request_status_broadcast() -> None:
 
     The first request in a quiet moment goes out at once; those within the
     next half second share one trailing broadcast at the window's end, which
-    reads the figures then and so reflects every run finished before it.
+    reads the figures then and so reflects every run finished before it. The
+    trailing one waits in this process, not in the broker (``later``).
     """
-    countdown: float | None = None
-    if not _first_request(_status_key("window"), ttl_ms=STATUS_WINDOW_MS):
-        if not _first_request(_status_key("trailing"), ttl_ms=STATUS_WINDOW_MS):
-            return
-        countdown = STATUS_WINDOW_MS / 1000
+    if _first_request(_status_key("window"), ttl_ms=STATUS_WINDOW_MS):
+        _send_status_broadcast()
+    elif _first_request(_status_key("trailing"), ttl_ms=STATUS_WINDOW_MS):
+        later.call_later(STATUS_WINDOW_MS / 1000, _send_status_broadcast)
+
+
+def _send_status_broadcast() -> None:
     from scheduling.tasks import publish_status
 
     try:
-        publish_status.apply_async(countdown=countdown, priority=0)
+        publish_status.apply_async(priority=0)
     except Exception:
         logger.warning("Could not ask for a status update", exc_info=True)
 

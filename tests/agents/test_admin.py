@@ -27,7 +27,7 @@ SESSIONS = "admin:agents_executionsession_changelist"
 
 @pytest.fixture(autouse=True)
 def no_broker(monkeypatch):
-    monkeypatch.setattr(runs, "request_admission", lambda countdown=None: None)
+    monkeypatch.setattr(runs, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
 
 

@@ -31,7 +31,7 @@ User = get_user_model()
 
 @pytest.fixture
 def no_broker(monkeypatch):
-    monkeypatch.setattr(runs, "request_admission", lambda countdown=None: None)
+    monkeypatch.setattr(runs, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
 
 

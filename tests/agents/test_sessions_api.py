@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def no_broker(monkeypatch):
-    monkeypatch.setattr(runs, "request_admission", lambda countdown=None: None)
+    monkeypatch.setattr(runs, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
 
 

@@ -17,12 +17,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(t
 
 
 def test_web_worker_and_beat_recover_from_a_redis_outage(stack):
-    s = stack()
-    s.worker()
+    # Retries wait 15 s: the one below is still waiting when Redis comes back.
+    s = stack(SCHEDULER_BACKOFF_BASE="15000", SCHEDULER_BACKOFF_MAX="15000")
+    worker = s.worker()
     s.beat()
     agent = AgentFactory(configuration={"steps": 0})
     api = Api(s.web(), agent.owner)
     set_schedule(agent, expression="* * * * *")
+    flaky = AgentFactory(owner=agent.owner, configuration={"steps": 0, "failTimes": 1})
+    first = api.post(f"/api/agents/{flaky.pk}/run").json()["data"]["sessionId"]
+    retry = wait_until(
+        lambda: flaky.sessions.filter(attempt=2, status="QUEUED").first(),
+        timeout=30,
+        what="the flaky agent's retry waiting out its backoff",
+    )
+    assert ExecutionSession.objects.get(pk=first).status == "FAILED"
 
     s.stop_redis()
     time.sleep(10)
@@ -63,3 +72,11 @@ def test_web_worker_and_beat_recover_from_a_redis_outage(stack):
         what="scheduled run finished",
     )
     assert api.get("/api/agents/scheduler/status").json()["data"]["isRunning"] is True
+    # The retry was due while the worker reconnected; a worker holding it as a
+    # countdown message would have exited when Redis went away (kombu#582).
+    wait_until(
+        lambda: ExecutionSession.objects.filter(pk=retry.pk, status="SUCCEEDED").exists(),
+        timeout=30,
+        what="the retry that waited through the outage",
+    )
+    assert worker.popen.poll() is None, worker.output()[-3000:]

@@ -159,7 +159,7 @@ def test_the_bulk_dispatch_leaves_agents_whose_schedule_changed_alone():
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_two_beats_dispatching_the_same_slot_at_once_record_it_once(monkeypatch):
-    monkeypatch.setattr("scheduling.runs.request_admission", lambda countdown=None: None)
+    monkeypatch.setattr("scheduling.runs.request_admission", lambda: None)
     agents = [scheduled("0 * * * *") for _ in range(30)]
     slot = T0 + timedelta(hours=1)
     barrier = threading.Barrier(2)
@@ -455,7 +455,7 @@ def test_a_large_slot_is_written_in_batches_highest_priority_first(
 
     monkeypatch.setattr(runs, "_dispatch_batch", lambda: 2)
     asked = []
-    monkeypatch.setattr(runs, "request_admission", lambda countdown=None: asked.append(1))
+    monkeypatch.setattr(runs, "request_admission", lambda: asked.append(1))
     agents = [scheduled("0 * * * *", priority=priority) for priority in (1, 2, 4, 3, 2)]
     with django_capture_on_commit_callbacks(execute=True):
         [result] = dispatch_due_slots({T0: [agent.pk for agent in agents]})

@@ -65,7 +65,7 @@ def clean_metrics(monkeypatch):
 @pytest.fixture
 def no_broker(monkeypatch):
     """Admission requests would go to the broker; here the tests admit by hand."""
-    monkeypatch.setattr(runs, "request_admission", lambda countdown=None: None)
+    monkeypatch.setattr(runs, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_send_executions", lambda admitted: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from agents.models import AIAgent, ExecutionSession
 from neonhub.redis import get_redis
-from scheduling import runs, tasks
+from scheduling import later, runs, tasks
 from tests.factories import AgentFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,14 +21,25 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def sent(monkeypatch):
-    """The tasks that would have gone to the broker, as (task name, countdown)."""
-    calls: list[tuple[str, float | None]] = []
+    """The tasks that would have gone to the broker, by name, and the calls
+    put off in this process, as ("later", seconds, function name)."""
+    calls: list = []
+
+    def recorder(name):
+        def apply_async(*args, **kwargs):
+            # A countdown message would kill its worker if Redis restarts.
+            assert "countdown" not in kwargs and "eta" not in kwargs
+            calls.append(name)
+
+        return apply_async
+
     for task in (tasks.admit, tasks.publish_status):
-        monkeypatch.setattr(
-            task,
-            "apply_async",
-            lambda *args, name=task.name, countdown=None, **kwargs: calls.append((name, countdown)),
-        )
+        monkeypatch.setattr(task, "apply_async", recorder(task.name))
+    monkeypatch.setattr(
+        later,
+        "call_later",
+        lambda seconds, function: calls.append(("later", seconds, function.__name__)),
+    )
     redis = get_redis()
     queue = runs._queue()
     keys = [
@@ -44,7 +56,7 @@ def test_requests_made_while_one_waits_join_it(sent):
     for _ in range(50):
         runs.request_admission()
 
-    assert sent == [("scheduling.admit", None)]
+    assert sent == ["scheduling.admit"]
 
 
 def test_an_admission_pass_takes_the_request_so_the_next_one_goes_out(sent):
@@ -52,19 +64,32 @@ def test_an_admission_pass_takes_the_request_so_the_next_one_goes_out(sent):
     runs.admit_waiting_runs()
     runs.request_admission()
 
-    assert sent == [("scheduling.admit", None), ("scheduling.admit", None)]
+    assert sent == ["scheduling.admit", "scheduling.admit"]
 
 
-def test_delayed_requests_are_never_merged(sent):
-    runs.request_admission()
-    runs.request_admission(countdown=1.5)
-    runs.request_admission(countdown=3.0)
+def test_a_retry_is_admitted_by_a_call_put_off_for_its_backoff(
+    sent, django_capture_on_commit_callbacks, settings
+):
+    settings.SCHEDULER_BACKOFF_BASE = 4000
+    agent = AgentFactory()
+    session = SessionFactory(agent=agent, status=ExecutionSession.Status.RUNNING)
 
-    assert sent == [
-        ("scheduling.admit", None),
-        ("scheduling.admit", 1.5),
-        ("scheduling.admit", 3.0),
-    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runs.finish_failed(str(session.pk), "boom")
+
+    put_off = [call for call in sent if call[0] == "later"]
+    assert len(put_off) == 1
+    _, seconds, function = put_off[0]
+    assert 4.0 <= seconds <= 5.0
+    assert function == "request_admission"
+    assert agent.sessions.get(attempt=2).status == ExecutionSession.Status.QUEUED
+
+
+def test_a_call_put_off_runs_later_in_this_process():
+    called = threading.Event()
+    later.call_later(1.0, called.set)
+    assert not called.is_set()
+    assert called.wait(timeout=10)
 
 
 def test_a_request_whose_task_was_lost_stops_standing_after_its_expiry(sent, monkeypatch):
@@ -74,7 +99,7 @@ def test_a_request_whose_task_was_lost_stops_standing_after_its_expiry(sent, mon
     time.sleep(0.25)
     runs.request_admission()
 
-    assert sent == [("scheduling.admit", None), ("scheduling.admit", None)]
+    assert sent == ["scheduling.admit", "scheduling.admit"]
 
 
 def test_a_request_the_broker_refused_does_not_stand(sent, monkeypatch):
@@ -100,7 +125,7 @@ def test_without_redis_every_request_goes_out(sent, monkeypatch):
     runs.request_admission()
     runs.request_admission()
 
-    assert sent == [("scheduling.admit", None), ("scheduling.admit", None)]
+    assert sent == ["scheduling.admit", "scheduling.admit"]
 
 
 def test_status_goes_out_at_once_then_once_more_at_the_end_of_the_window(sent):
@@ -108,11 +133,11 @@ def test_status_goes_out_at_once_then_once_more_at_the_end_of_the_window(sent):
         runs.request_status_broadcast()
 
     window = runs.STATUS_WINDOW_MS / 1000
-    assert sent == [("scheduling.publish_status", None), ("scheduling.publish_status", window)]
+    assert sent == ["scheduling.publish_status", ("later", window, "_send_status_broadcast")]
 
     time.sleep(window + 0.1)
     runs.request_status_broadcast()
-    assert sent[-1] == ("scheduling.publish_status", None)
+    assert sent[-1] == "scheduling.publish_status"
 
 
 def test_the_pool_is_on_for_postgresql_unless_connections_persist():
@@ -149,12 +174,8 @@ def test_a_broadcast_takes_the_trailing_request_so_a_later_run_gets_its_own(sent
     tasks.publish_status()
     runs.request_status_broadcast()
 
-    window = runs.STATUS_WINDOW_MS / 1000
-    assert sent == [
-        ("scheduling.publish_status", None),
-        ("scheduling.publish_status", window),
-        ("scheduling.publish_status", window),
-    ]
+    trailing = ("later", runs.STATUS_WINDOW_MS / 1000, "_send_status_broadcast")
+    assert sent == ["scheduling.publish_status", trailing, trailing]
 
 
 def test_cancelling_leaves_the_agent_idle_whatever_failed_before(monkeypatch):

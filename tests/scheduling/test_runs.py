@@ -21,7 +21,7 @@ Status = ExecutionSession.Status
 def no_broker(monkeypatch):
     """Admission requests would go to the broker; here the tests admit by hand."""
     sent = []
-    monkeypatch.setattr(runs, "request_admission", lambda countdown=None: sent.append(countdown))
+    monkeypatch.setattr(runs, "request_admission", lambda: sent.append("admission"))
     monkeypatch.setattr(runs, "_send_executions", lambda admitted: sent.extend(admitted))
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
     return sent

@@ -92,5 +92,5 @@ def staff(db) -> AbstractBaseUser:
 def no_broker(monkeypatch):
     """Runs asked for here are recorded as QUEUED and never handed to a broker,
     so no worker is needed and nothing is left waiting in Redis."""
-    monkeypatch.setattr(runs, "request_admission", lambda countdown=None: None)
+    monkeypatch.setattr(runs, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
