@@ -312,6 +312,7 @@ else:
 WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 5, minimum=1)
 WS_CONNECTION_LEASE_SECONDS = env_int("WS_CONNECTION_LEASE_SECONDS", 30, minimum=2)
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 4096, minimum=64)
+WS_MAX_ROOMS_PER_CONNECTION = env_int("WS_MAX_ROOMS_PER_CONNECTION", 100, minimum=2)
 
 # --- Agents ------------------------------------------------------------------------
 

@@ -168,6 +168,13 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
         room = await open_room(self.scope["user"], command)
         async with self.membership:
             if room.name not in self.rooms:
+                # Each room is a group membership held, and renewed, in Redis.
+                limit = settings.WS_MAX_ROOMS_PER_CONNECTION
+                if len(self.rooms) >= limit:
+                    raise ProtocolError(
+                        f"This connection is already in {limit} rooms, the most allowed; "
+                        "unsubscribe from one first."
+                    )
                 await self.channel_layer.group_add(room.group, self.channel_name)
                 self.rooms[room.name] = room.group
         return subscribed_frame(room.name)

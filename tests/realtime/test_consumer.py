@@ -313,3 +313,36 @@ async def test_a_shared_room_encodes_each_event_once(sockets, layer, monkeypatch
 
     assert encoded == [frame]
     assert texts == [real_dumps(frame)] * 3
+
+
+@pytest.fixture
+def three_agents(user):
+    return [AgentFactory(owner=user) for _ in range(3)]
+
+
+async def test_one_room_past_the_limit_is_refused_and_the_others_stay(
+    sockets, layer, settings, user, three_agents
+):
+    settings.WS_MAX_ROOMS_PER_CONNECTION = 2
+    first, second, third = three_agents
+    communicator = await sockets.open_as(user)
+    for agent in (first, second):
+        assert (await ask(communicator, "agent:subscribe", str(agent.pk)))["event"] == "subscribed"
+
+    refused = await ask(communicator, "agent:subscribe", str(third.pk))
+    assert refused == {
+        "event": "error",
+        "data": {
+            "message": "This connection is already in 2 rooms, the most allowed; "
+            "unsubscribe from one first."
+        },
+    }
+    # Rooms already joined do not count against it again.
+    assert (await ask(communicator, "agent:subscribe", str(first.pk)))["event"] == "subscribed"
+    await emit(layer, agent_group(third.pk), "agent:started", started(third.pk))
+    assert await communicator.receive_nothing(0.3)
+
+    await ask(communicator, "agent:unsubscribe", str(first.pk))
+    assert (await ask(communicator, "agent:subscribe", str(third.pk)))["event"] == "subscribed"
+    frame = await emit(layer, agent_group(third.pk), "agent:started", started(third.pk))
+    assert await communicator.receive_json_from(timeout=2) == frame
