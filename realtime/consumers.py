@@ -24,6 +24,7 @@ from realtime.connections import (
     release_connection,
     renewal_interval,
 )
+from realtime.groups import session_group
 from realtime.protocol import (
     CLOSE_TOO_MANY_CONNECTIONS,
     CLOSE_UNAUTHORIZED,
@@ -47,6 +48,7 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rooms: dict[str, str] = {}  # room name -> channel-layer group
+        self.session_group: str | None = None
         self.holds_place = False
         self.closing = False
         self.released = False
@@ -72,10 +74,24 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
             await self.refuse(CLOSE_TOO_MANY_CONNECTIONS)
             return
         await self.accept(self.scope.get(SCOPE_SUBPROTOCOL))
-        self.tasks.append(asyncio.create_task(self.keep_place()))
         expires_at = self.scope.get(SCOPE_EXPIRES_AT)
         if expires_at is not None:
             self.tasks.append(asyncio.create_task(self.close_at(expires_at)))
+        else:
+            await self.follow_session()
+        self.tasks.append(asyncio.create_task(self.keep_place()))
+
+    async def follow_session(self) -> None:
+        """Signed in by a session cookie: close when that session signs out."""
+        session = self.scope.get("session")
+        if session is None or not session.session_key:
+            return
+        self.session_group = session_group(session.session_key)
+        try:
+            await self.channel_layer.group_add(self.session_group, self.channel_name)
+        except (RedisError, OSError):
+            # Without the layer this socket gets no events either.
+            logger.warning("Could not follow a WebSocket's session", exc_info=True)
 
     async def refuse(self, code: int) -> None:
         # Closing before accepting would turn into a bare HTTP 403 that clients
@@ -109,7 +125,7 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
         # a group after it is left below.
         await asyncio.gather(*self.tasks, return_exceptions=True)
         try:
-            for group in self.rooms.values():
+            for group in self.groups_held():
                 await self.channel_layer.group_discard(group, self.channel_name)
             self.rooms.clear()
             if self.holds_place:
@@ -141,10 +157,14 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
                     # stays connected; joining again restarts that clock, so
                     # long-lived sockets keep their events. The pub/sub layer
                     # keeps members in this process: joining again is a no-op.
-                    for group in self.rooms.values():
+                    for group in self.groups_held():
                         await self.channel_layer.group_add(group, self.channel_name)
             except (RedisError, OSError):
                 logger.warning("Could not renew a WebSocket lease", exc_info=True)
+
+    def groups_held(self) -> list[str]:
+        session = [self.session_group] if self.session_group else []
+        return [*self.rooms.values(), *session]
 
     async def close_at(self, expires_at: float) -> None:
         """Close the socket when its access token expires."""
@@ -201,6 +221,10 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
             # object), which may still run while a deploy rolls out.
             text = json.dumps(message["frame"])
         await self.send_text(text)
+
+    async def neonhub_signed_out(self, message: dict[str, Any]) -> None:
+        """The session this socket signed in with has signed out (realtime.signals)."""
+        await self.end(CLOSE_UNAUTHORIZED)
 
     async def send_frame(self, frame: Frame) -> None:
         await self.send_text(json.dumps(frame))

@@ -6,6 +6,8 @@ Channel-layer group names allow only ASCII letters, digits, ``-``, ``_`` and
 
 from __future__ import annotations
 
+import hashlib
+
 SCHEDULER_GROUP = "monitoring.scheduler"
 STAFF_AGENTS_GROUP = "monitoring.agents.staff"
 
@@ -25,3 +27,11 @@ def owner_agents_group(owner_id: object) -> str:
 
 def monitoring_agents_group_for(user) -> str:
     return STAFF_AGENTS_GROUP if user.is_staff else owner_agents_group(user.pk)
+
+
+def session_group(session_key: str) -> str:
+    """The sockets signed in with one Django session, told when it signs out.
+
+    Hashed: group names pass through Redis and logs, a session key is a
+    credential."""
+    return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]

@@ -11,11 +11,10 @@ import uuid
 import pytest
 from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
-from django.test import Client
 
 from neonhub.redis import new_async_redis
 from realtime import connections
-from tests.realtime.helpers import Sockets
+from tests.realtime.helpers import Sockets, signed_in
 
 
 @pytest.fixture
@@ -76,7 +75,4 @@ async def sockets(application, layer):
 @pytest.fixture
 def session_cookie(user) -> tuple[bytes, bytes]:
     """A cookie header of a logged-in Django session of ``user``."""
-    client = Client()
-    client.force_login(user)
-    name = django_settings.SESSION_COOKIE_NAME
-    return (b"cookie", f"{name}={client.cookies[name].value}".encode())
+    return signed_in(user)[1]

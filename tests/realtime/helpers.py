@@ -6,6 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
 
 from realtime.publisher import event_message
@@ -19,6 +21,14 @@ def token_for(user: Any, *, lifetime: timedelta | None = None) -> str:
     if lifetime is not None:
         token.set_exp(lifetime=lifetime)
     return str(token)
+
+
+def signed_in(user: Any) -> tuple[Client, tuple[bytes, bytes]]:
+    """A browser's Django session of ``user``: its client, and its cookie header."""
+    client = Client()
+    client.force_login(user)
+    name = settings.SESSION_COOKIE_NAME
+    return client, (b"cookie", f"{name}={client.cookies[name].value}".encode())
 
 
 class Sockets:

@@ -3,11 +3,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.urls import reverse
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from realtime.protocol import CLOSE_UNAUTHORIZED
 from tests.factories import UserFactory
-from tests.realtime.helpers import ask, close_code, token_for
+from tests.realtime.helpers import ask, close_code, signed_in, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,3 +131,28 @@ async def test_it_closes_the_socket_when_the_token_expires(sockets, user):
     answer = await ask(communicator, "monitoring:subscribe", "scheduler")
     assert answer["event"] == "subscribed"
     assert await close_code(communicator, timeout=4) == CLOSE_UNAUTHORIZED
+
+
+async def test_signing_out_closes_the_sockets_of_that_session_only(sockets, layer, user):
+    browser, cookie = await sync_to_async(signed_in)(user)
+    _, other_cookie = await sync_to_async(signed_in)(user)
+    signing_out, _, _ = await sockets.connect(headers=[cookie])
+    staying, _, _ = await sockets.connect(headers=[other_cookie])
+    for communicator in (signing_out, staying):
+        assert (await ask(communicator, "monitoring:subscribe", "agents"))["event"] == "subscribed"
+
+    response = await sync_to_async(browser.post)(reverse("dashboard:logout"))
+    assert response.status_code == 302
+
+    assert await close_code(signing_out) == CLOSE_UNAUTHORIZED
+    assert (await ask(staying, "monitoring:subscribe", "scheduler"))["event"] == "subscribed"
+
+
+async def test_a_token_socket_stays_open_when_a_session_of_its_user_signs_out(sockets, layer, user):
+    browser, _ = await sync_to_async(signed_in)(user)
+    communicator, connected, _ = await sockets.connect(user)
+    assert connected
+
+    await sync_to_async(browser.post)(reverse("dashboard:logout"))
+
+    assert (await ask(communicator, "monitoring:subscribe", "agents"))["event"] == "subscribed"
