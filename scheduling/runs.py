@@ -207,8 +207,14 @@ def admit_waiting_runs(*, reclaim: bool = True) -> list[str]:
                 admitted.append((str(session_id), priority))
                 if len(admitted) >= free:
                     break
-        transaction.on_commit(lambda: _send_executions(admitted))
+        transaction.on_commit(lambda: _announce_admitted(admitted))
     return [session_id for session_id, _ in admitted]
+
+
+def _announce_admitted(admitted: list[tuple[str, int]]) -> None:
+    _send_executions(admitted)
+    if admitted:
+        request_status_broadcast()
 
 
 def _send_executions(admitted: list[tuple[str, int]]) -> None:
@@ -299,7 +305,8 @@ def finish_succeeded(
     """Record a successful run.
 
     ``session`` is the worker's copy from ``start_run`` (spares a read);
-    ``admit_inline`` says the caller fills the freed slot itself, right after.
+    ``admit_inline`` says the caller fills the freed slot itself, right after,
+    and then has the new state broadcast.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -330,7 +337,8 @@ def finish_succeeded(
         )
         events.emit_completed(session, agent)
         metrics.run_finished(session)
-        transaction.on_commit(request_status_broadcast if admit_inline else _after_run_finished)
+        if not admit_inline:
+            transaction.on_commit(_after_run_finished)
     return True
 
 
@@ -379,7 +387,8 @@ def finish_failed(
         refresh_agent_status(agent, finished=Status.FAILED)
         events.emit_failed(session, agent, will_retry=will_retry)
         metrics.run_finished(session, will_retry=will_retry)
-        transaction.on_commit(request_status_broadcast if admit_inline else _after_run_finished)
+        if not admit_inline:
+            transaction.on_commit(_after_run_finished)
     return True
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agents.models import AIAgent, ExecutionSession
 from neonhub.redis import get_redis
-from scheduling import later, runs, tasks
+from scheduling import executor, later, runs, tasks
 from tests.factories import AgentFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -176,6 +176,27 @@ def test_a_broadcast_takes_the_trailing_request_so_a_later_run_gets_its_own(sent
 
     trailing = ("later", runs.STATUS_WINDOW_MS / 1000, "_send_status_broadcast")
     assert sent == ["scheduling.publish_status", trailing, trailing]
+
+
+def test_an_admission_that_started_runs_has_them_broadcast_after_its_commit(
+    sent, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(runs, "_send_executions", lambda admitted: None)
+    session = SessionFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runs.admit_waiting_runs() == [str(session.pk)]
+
+    assert "scheduling.publish_status" in sent
+
+
+@pytest.mark.parametrize(("admitted", "broadcasts"), [([], 1), (["a-session"], 0)])
+def test_the_worker_broadcasts_after_its_pass_unless_the_pass_did(
+    sent, monkeypatch, admitted, broadcasts
+):
+    monkeypatch.setattr(runs, "admit_waiting_runs", lambda reclaim: admitted)
+    executor._fill_freed_slot()
+
+    assert sent.count("scheduling.publish_status") == broadcasts
 
 
 def test_cancelling_leaves_the_agent_idle_whatever_failed_before(monkeypatch):
