@@ -8,7 +8,7 @@ import time
 import redis
 from django.conf import settings
 
-from neonhub.redis import get_redis
+from neonhub.redis import fast_redis
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def beat_alive_window() -> float:
 
 def record_beat_heartbeat() -> None:
     try:
-        get_redis().set(BEAT_HEARTBEAT_KEY, repr(time.time()), ex=int(beat_alive_window()) + 1)
+        fast_redis().set(BEAT_HEARTBEAT_KEY, repr(time.time()), ex=int(beat_alive_window()) + 1)
     except redis.RedisError:
         logger.warning("Could not record the beat heartbeat", exc_info=True)
 
@@ -30,7 +30,7 @@ def record_beat_heartbeat() -> None:
 def beat_heartbeat_age() -> float | None:
     """Seconds since beat last reported in, or None if it has not recently."""
     try:
-        value = get_redis().get(BEAT_HEARTBEAT_KEY)
+        value = fast_redis().get(BEAT_HEARTBEAT_KEY)
     except redis.RedisError:
         return None
     if value is None:

@@ -14,8 +14,7 @@ import pytest
 from django.db import OperationalError
 from django.test import Client
 
-from neonhub.redis import fast_redis, get_redis
-from scheduling import heartbeat
+from neonhub.redis import get_redis
 from scheduling.heartbeat import BEAT_HEARTBEAT_KEY, beat_is_running, record_beat_heartbeat
 from scheduling.observability import health, workers
 from tests.processes import free_port, start_beat, start_daphne, start_worker, wait_until
@@ -50,11 +49,10 @@ def healthz(client: Client, path: str = "/healthz"):
     return response, response.json()
 
 
-def unreachable_redis(settings, monkeypatch) -> str:
+def unreachable_redis(settings) -> str:
     """Point every Redis client the checks use at a port nobody listens on."""
     url = f"redis://:s3cret-password@127.0.0.1:{free_port()}/15"
     settings.REDIS_URL = url
-    monkeypatch.setattr(heartbeat, "get_redis", fast_redis)
     return url
 
 
@@ -155,8 +153,8 @@ def test_a_worker_reports_on_ready_and_leaves_on_shutdown(own_workers_key):
     assert get_redis().zscore(own_workers_key, "celery@test-host") is None
 
 
-def test_a_down_redis_gives_503_at_once_naming_redis(client, settings, monkeypatch):
-    unreachable_redis(settings, monkeypatch)
+def test_a_down_redis_gives_503_at_once_naming_redis(client, settings):
+    unreachable_redis(settings)
 
     started = time.monotonic()
     response, body = healthz(client)
@@ -170,15 +168,12 @@ def test_a_down_redis_gives_503_at_once_naming_redis(client, settings, monkeypat
         assert checks[name] == {"ok": False, "error": "cannot be checked: Redis is unavailable"}
 
 
-def test_a_redis_that_accepts_but_never_answers_is_bounded_by_timeouts(
-    client, settings, monkeypatch
-):
+def test_a_redis_that_accepts_but_never_answers_is_bounded_by_timeouts(client, settings):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
     try:
         settings.REDIS_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/15"
-        monkeypatch.setattr(heartbeat, "get_redis", fast_redis)
 
         started = time.monotonic()
         response, body = healthz(client)
@@ -237,8 +232,8 @@ def test_a_database_error_is_named_without_its_message(client, own_workers_key, 
     assert b"db.internal" not in response.content and b"neonhub" not in response.content
 
 
-def test_the_answer_reveals_no_address_or_password(client, settings, monkeypatch):
-    url = unreachable_redis(settings, monkeypatch)
+def test_the_answer_reveals_no_address_or_password(client, settings):
+    url = unreachable_redis(settings)
     content = client.get("/healthz").content.decode()
     assert "s3cret" not in content
     assert url.rsplit(":", 1)[1].split("/")[0] not in content
