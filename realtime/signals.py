@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from redis.exceptions import RedisError
 
 from realtime.groups import session_group
 
 logger = logging.getLogger(__name__)
+
+# Signing out waits at most this long for Redis.
+SEND_TIMEOUT_SECONDS = 2.0
 
 
 def close_sockets_of_session(sender, request, user, **kwargs) -> None:
@@ -20,10 +23,15 @@ def close_sockets_of_session(sender, request, user, **kwargs) -> None:
     if not session_key:
         return
     try:
-        async_to_sync(get_channel_layer().group_send)(
-            session_group(session_key), {"type": "neonhub.signed_out"}
-        )
-    except (RedisError, OSError):
-        # Signing out must not fail with Redis. The socket then stays open
-        # until the page holding it goes, as the dashboard's own sign-out does.
+        async_to_sync(_tell_sockets)(session_group(session_key))
+    except Exception:
+        # Signing out must succeed whatever Redis does. The socket then stays
+        # open until the page holding it goes, as the dashboard's sign-out does.
         logger.warning("Could not close the WebSockets of a signed-out session", exc_info=True)
+
+
+async def _tell_sockets(group: str) -> None:
+    await asyncio.wait_for(
+        get_channel_layer().group_send(group, {"type": "neonhub.signed_out"}),
+        timeout=SEND_TIMEOUT_SECONDS,
+    )
