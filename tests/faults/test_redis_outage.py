@@ -72,8 +72,8 @@ def test_web_worker_and_beat_recover_from_a_redis_outage(stack):
         what="scheduled run finished",
     )
     assert api.get("/api/agents/scheduler/status").json()["data"]["isRunning"] is True
-    # The retry was due while the worker reconnected; a worker holding it as a
-    # countdown message would have exited when Redis went away (kombu#582).
+    # The worker held the retry through the outage; had it held it as a
+    # countdown message, it would have exited when Redis went away (kombu#582).
     wait_until(
         lambda: ExecutionSession.objects.filter(pk=retry.pk, status="SUCCEEDED").exists(),
         timeout=30,
