@@ -479,20 +479,53 @@ def _after_run_finished() -> None:
 
 
 STATUS_WINDOW_MS = 500
+STATUS_WINDOW_MARGIN_MS = 20
 
 
 def request_status_broadcast() -> None:
-    """Broadcast the scheduler status soon, at most about twice a second.
+    """Broadcast the scheduler status soon, about twice a second at most.
 
-    The first request in a quiet moment goes out at once; those within the
-    next half second share one trailing broadcast at the window's end, which
-    reads the figures then and so reflects every run finished before it. The
-    trailing one waits in this process, not in the broker (``later``).
+    The first request in a quiet moment goes out at once and opens a half
+    second window; requests within it share one trailing broadcast at its
+    end, which reads the figures then and so reflects every run finished
+    before it. The trailing one waits in this process, not in the broker
+    (``later``), and opens the next window as it goes out.
     """
     if _first_request(_status_key("window"), ttl_ms=STATUS_WINDOW_MS):
         _send_status_broadcast()
-    elif _first_request(_status_key("trailing"), ttl_ms=STATUS_WINDOW_MS):
-        later.call_later(STATUS_WINDOW_MS / 1000, _send_status_broadcast)
+    # The trailing flag outlives its timer: it is cleared when the broadcast
+    # goes out, and expires by itself only if this process dies first.
+    elif _first_request(_status_key("trailing"), ttl_ms=2 * STATUS_WINDOW_MS):
+        later.call_later(_window_left_seconds(), _send_trailing_status_broadcast)
+
+
+def _window_left_seconds() -> float:
+    """Until just before the window closes: a request that found it closed
+    while its trailing broadcast was still to come would go out at once, a
+    second broadcast in the same moment."""
+    try:
+        left_ms = fast_redis().pttl(_status_key("window"))
+    except RedisError:
+        left_ms = STATUS_WINDOW_MS
+    return max(0, left_ms - STATUS_WINDOW_MARGIN_MS) / 1000
+
+
+def _send_trailing_status_broadcast() -> None:
+    """Close the window with a broadcast and open the next one.
+
+    Requests from here on need a broadcast of their own, since this one may
+    read before they commit; they get the next window's trailing broadcast
+    rather than one at once, which keeps a steady stream of runs at one
+    broadcast per window.
+    """
+    try:
+        pipe = fast_redis().pipeline()
+        pipe.delete(_status_key("trailing"))
+        pipe.set(_status_key("window"), 1, px=STATUS_WINDOW_MS)
+        pipe.execute()
+    except RedisError:
+        pass
+    _send_status_broadcast()
 
 
 def _send_status_broadcast() -> None:
@@ -502,16 +535,6 @@ def _send_status_broadcast() -> None:
         publish_status.apply_async(priority=0)
     except Exception:
         logger.warning("Could not ask for a status update", exc_info=True)
-
-
-def status_broadcast_starting() -> None:
-    """A status broadcast is about to read the figures: later requests need one of their own.
-
-    Like admission's flag, cleared before the read, so a run finished after it
-    never waits on a broadcast that read too early (clocks of sender, worker
-    and Redis need not agree on when the window ends).
-    """
-    _forget_request(_status_key("trailing"))
 
 
 def _status_key(part: str) -> str:

@@ -50,5 +50,4 @@ def tick() -> list[str]:
 
 @shared_task(name="scheduling.publish_status", ignore_result=True)
 def publish_status() -> None:
-    runs.status_broadcast_starting()
     emit_scheduler_status(camel_stats(scheduler_stats()))

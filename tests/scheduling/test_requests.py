@@ -128,12 +128,28 @@ def test_without_redis_every_request_goes_out(sent, monkeypatch):
     assert sent == ["scheduling.admit", "scheduling.admit"]
 
 
+class _TrailingBroadcast:
+    """Matches the trailing broadcast put off for later, however long."""
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, tuple)
+            and other[0] == "later"
+            and other[2] == "_send_trailing_status_broadcast"
+        )
+
+
+TRAILING = _TrailingBroadcast()
+
+
 def test_status_goes_out_at_once_then_once_more_at_the_end_of_the_window(sent):
     for _ in range(30):
         runs.request_status_broadcast()
 
     window = runs.STATUS_WINDOW_MS / 1000
-    assert sent == ["scheduling.publish_status", ("later", window, "_send_status_broadcast")]
+    assert sent == ["scheduling.publish_status", TRAILING]
+    # Due just before the window that the first one opened closes.
+    assert 0 < sent[1][1] < window
 
     time.sleep(window + 0.1)
     runs.request_status_broadcast()
@@ -168,14 +184,35 @@ def test_the_pool_is_on_for_postgresql_unless_connections_persist():
     assert "cannot both be set" in pool_option(DATABASE_CONN_MAX_AGE="60", DATABASE_POOL="1")
 
 
-def test_a_broadcast_takes_the_trailing_request_so_a_later_run_gets_its_own(sent):
+def test_the_trailing_broadcast_opens_the_next_window(sent):
     runs.request_status_broadcast()
     runs.request_status_broadcast()
-    tasks.publish_status()
+    assert sent == ["scheduling.publish_status", TRAILING]
+
+    runs._send_trailing_status_broadcast()  # its timer fires
+    # A run finished after it may not be in what it reads: it needs a
+    # broadcast of its own, at the end of the window the trailing one opened.
+    runs.request_status_broadcast()
     runs.request_status_broadcast()
 
-    trailing = ("later", runs.STATUS_WINDOW_MS / 1000, "_send_status_broadcast")
-    assert sent == ["scheduling.publish_status", trailing, trailing]
+    assert sent == ["scheduling.publish_status", TRAILING, "scheduling.publish_status", TRAILING]
+
+
+def test_a_steady_stream_of_requests_gets_one_broadcast_per_window(monkeypatch):
+    """With the real timer: one broadcast per window, not one at once and one
+    trailing (which would be two per window)."""
+    monkeypatch.setattr(runs, "STATUS_WINDOW_MS", 200)
+    sent = []
+    monkeypatch.setattr(tasks.publish_status, "apply_async", lambda **kwargs: sent.append(1))
+    window = runs.STATUS_WINDOW_MS / 1000
+    started = time.monotonic()
+    while time.monotonic() - started < 20 * window:
+        runs.request_status_broadcast()
+        time.sleep(window / 20)
+    windows = (time.monotonic() - started) / window
+    time.sleep(3 * window)
+
+    assert len(sent) <= 1.5 * windows + 2
 
 
 def test_an_admission_that_started_runs_has_them_broadcast_after_its_commit(
