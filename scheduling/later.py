@@ -24,22 +24,35 @@ MAX_SLEEP_SECONDS = 0.1
 
 _lock = threading.Lock()
 _timer: Timer | None = None
-_timer_pid: int | None = None
 
 
 def call_later(seconds: float, function: Callable[[], object]) -> None:
     """Call ``function`` in this process's timer thread after ``seconds``.
 
-    Errors are logged by the timer, not raised; keep ``function`` short.
+    What ``function`` raises is logged by the timer; keep it short, since
+    the calls after it wait.
     """
     _running_timer().call_after(max(0.0, seconds), function)
 
 
 def _running_timer() -> Timer:
-    global _timer, _timer_pid
+    global _timer
     with _lock:
-        # A forked child inherits the object but not the thread.
-        if _timer is None or _timer_pid != os.getpid():
+        if _timer is None:
             _timer = Timer(max_interval=MAX_SLEEP_SECONDS)
-            _timer_pid = os.getpid()
+            # Started here, under the lock: the Timer starts its thread on
+            # first use otherwise, and two worker threads using it at once
+            # would both start it.
+            _timer.ensure_started()
         return _timer
+
+
+def _forget_timer_after_fork() -> None:
+    # A forked child (Celery's prefork pool) has the object but not the
+    # thread, and perhaps a lock some other thread held at the fork.
+    global _lock, _timer
+    _lock = threading.Lock()
+    _timer = None
+
+
+os.register_at_fork(after_in_child=_forget_timer_after_fork)

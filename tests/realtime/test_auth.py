@@ -156,6 +156,7 @@ async def test_a_token_socket_stays_open_when_a_session_of_its_user_signs_out(so
 
     await sync_to_async(browser.post)(reverse("dashboard:logout"))
 
+    assert await communicator.receive_nothing(0.3)
     assert (await ask(communicator, "monitoring:subscribe", "agents"))["event"] == "subscribed"
 
 

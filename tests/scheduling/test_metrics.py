@@ -67,6 +67,7 @@ def no_broker(monkeypatch):
     """Admission requests would go to the broker; here the tests admit by hand."""
     monkeypatch.setattr(runs, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_send_executions", lambda admitted: None)
+    monkeypatch.setattr(runs, "request_status_broadcast", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
 
 

@@ -24,6 +24,7 @@ def no_broker(monkeypatch):
     monkeypatch.setattr(runs, "request_admission", lambda: sent.append("admission"))
     monkeypatch.setattr(runs, "_send_executions", lambda admitted: sent.extend(admitted))
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
+    monkeypatch.setattr(runs, "request_status_broadcast", lambda: None)
     return sent
 
 
