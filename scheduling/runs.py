@@ -114,27 +114,28 @@ def request_admission() -> None:
     """
     from scheduling.tasks import admit
 
-    if not _first_request(_admission_key(), ttl_ms=ADMISSION_REQUEST_TTL_MS):
+    if not _first_request(_flag_key(ADMISSION_FLAG), ttl_ms=ADMISSION_REQUEST_TTL_MS):
         return
     try:
         admit.apply_async(priority=0)
     except Exception:
         # The periodic tick admits as well; a broker hiccup only delays.
-        _forget_request(_admission_key())
+        _forget_request(_flag_key(ADMISSION_FLAG))
         logger.warning("Could not ask for admission", exc_info=True)
 
 
-def _admission_key() -> str:
-    return f"neonhub:admission-requested:{_queue()}"
+ADMISSION_FLAG = "admission-requested"
+STATUS_WINDOW_FLAG = "status-window"
+STATUS_TRAILING_FLAG = "status-trailing"
 
 
-def _queue() -> str:
+def _flag_key(flag: str) -> str:
     # Flags are per queue: deployments (or test runs) sharing one Redis have
     # their own workers. Celery's configuration, not Django's, is the one
     # that names the queue the tasks actually go to.
     from neonhub.celery import app
 
-    return app.conf.task_default_queue
+    return f"neonhub:{flag}:{app.conf.task_default_queue}"
 
 
 def _first_request(key: str, *, ttl_ms: int) -> bool:
@@ -172,7 +173,7 @@ def admit_waiting_runs(*, reclaim: bool = True) -> list[str]:
     to the workers. ``reclaim`` first frees the slots of lost runs; the pass a
     worker makes after each run leaves that to the periodic tick.
     """
-    _forget_request(_admission_key())
+    _forget_request(_flag_key(ADMISSION_FLAG))
     if reclaim:
         reclaim_lost_runs()
     now = timezone.now()
@@ -491,11 +492,11 @@ def request_status_broadcast() -> None:
     before it. The trailing one waits in this process, not in the broker
     (``later``), and opens the next window as it goes out.
     """
-    if _first_request(_status_key("window"), ttl_ms=STATUS_WINDOW_MS):
+    if _first_request(_flag_key(STATUS_WINDOW_FLAG), ttl_ms=STATUS_WINDOW_MS):
         _send_status_broadcast()
     # The trailing flag outlives its timer: it is cleared when the broadcast
     # goes out, and expires by itself only if this process dies first.
-    elif _first_request(_status_key("trailing"), ttl_ms=2 * STATUS_WINDOW_MS):
+    elif _first_request(_flag_key(STATUS_TRAILING_FLAG), ttl_ms=2 * STATUS_WINDOW_MS):
         later.call_later(_window_left_seconds(), _send_trailing_status_broadcast)
 
 
@@ -504,7 +505,7 @@ def _window_left_seconds() -> float:
     while its trailing broadcast was still to come would go out at once, a
     second broadcast in the same moment."""
     try:
-        left_ms = fast_redis().pttl(_status_key("window"))
+        left_ms = fast_redis().pttl(_flag_key(STATUS_WINDOW_FLAG))
     except RedisError:
         left_ms = STATUS_WINDOW_MS
     return max(0, left_ms - STATUS_WINDOW_MARGIN_MS) / 1000
@@ -518,13 +519,11 @@ def _send_trailing_status_broadcast() -> None:
     rather than one at once, which keeps a steady stream of runs at one
     broadcast per window.
     """
-    try:
+    with contextlib.suppress(RedisError):
         pipe = fast_redis().pipeline()
-        pipe.delete(_status_key("trailing"))
-        pipe.set(_status_key("window"), 1, px=STATUS_WINDOW_MS)
+        pipe.delete(_flag_key(STATUS_TRAILING_FLAG))
+        pipe.set(_flag_key(STATUS_WINDOW_FLAG), 1, px=STATUS_WINDOW_MS)
         pipe.execute()
-    except RedisError:
-        pass
     _send_status_broadcast()
 
 
@@ -535,10 +534,6 @@ def _send_status_broadcast() -> None:
         publish_status.apply_async(priority=0)
     except Exception:
         logger.warning("Could not ask for a status update", exc_info=True)
-
-
-def _status_key(part: str) -> str:
-    return f"neonhub:status-{part}:{_queue()}"
 
 
 def session_is_running(session_id: str) -> bool:

@@ -51,11 +51,9 @@ def fresh_flags():
     could fire in this one."""
     later._running_timer().clear()
     redis = get_redis()
-    queue = runs._queue()
     keys = [
-        runs._admission_key(),
-        f"neonhub:status-window:{queue}",
-        f"neonhub:status-trailing:{queue}",
+        runs._flag_key(flag)
+        for flag in (runs.ADMISSION_FLAG, runs.STATUS_WINDOW_FLAG, runs.STATUS_TRAILING_FLAG)
     ]
     redis.delete(*keys)
     yield
@@ -120,7 +118,7 @@ def test_a_request_the_broker_refused_does_not_stand(sent, monkeypatch):
     runs.request_admission()
     monkeypatch.undo()
 
-    assert get_redis().exists(runs._admission_key()) == 0
+    assert get_redis().exists(runs._flag_key(runs.ADMISSION_FLAG)) == 0
 
 
 def test_without_redis_every_request_goes_out(sent, monkeypatch):
