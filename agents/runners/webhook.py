@@ -1,48 +1,14 @@
 from __future__ import annotations
 
-import ipaddress
-import socket
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
-from django.conf import settings
+from agents import outbound
 
 from .base import RunContext, RunFailed, Runner, config_error, expect_number
 
 METHODS = {"GET", "POST", "PUT", "PATCH"}
-
-
-def _is_internal(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return (
-        ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-    )
-
-
-def check_destination(url: str) -> None:
-    """Refuse URLs that lead into the server's own network.
-
-    Checked when the agent is saved and again before every call, because what
-    a name resolves to can change.
-    """
-    host = urlsplit(url).hostname or ""
-    if host in settings.AGENT_WEBHOOK_ALLOWED_HOSTS:
-        return
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        raise RunFailed(f"Cannot resolve webhook host {host!r}.") from None
-    if any(_is_internal(info[4][0]) for info in infos):
-        raise RunFailed(
-            f"Webhook host {host!r} resolves to an internal address; "
-            "list it in AGENT_WEBHOOK_ALLOWED_HOSTS to allow it."
-        )
+# How much of the answer becomes the session's output summary.
+OUTPUT_CHARS = 2000
 
 
 class WebhookRunner(Runner):
@@ -56,14 +22,9 @@ class WebhookRunner(Runner):
         if not isinstance(url, str):
             raise config_error("url", "An http:// or https:// URL.")
         try:
-            parts = urlsplit(url)
-            host = parts.hostname
-        except ValueError:
-            raise config_error("url", "Not a valid URL.") from None
-        if parts.scheme not in {"http", "https"}:
-            raise config_error("url", "An http:// or https:// URL.")
-        if not host:
-            raise config_error("url", "The URL has no host.")
+            outbound.parse_http_url(url)
+        except outbound.DestinationRefused as exc:
+            raise config_error("url", str(exc)) from None
         method = configuration.get("method", "POST")
         if not isinstance(method, str) or method.upper() not in METHODS:
             raise config_error("method", f"One of {', '.join(sorted(METHODS))}.")
@@ -73,21 +34,25 @@ class WebhookRunner(Runner):
         ):
             raise config_error("headers", "An object of string header names and values.")
         expect_number(configuration, "timeoutSeconds", 30, minimum=0.1, maximum=3600)
+        # Resolved last, once everything that needs no lookup has passed. Checked
+        # again before every call, because what a name resolves to can change.
         try:
-            check_destination(url)
-        except RunFailed as exc:
+            outbound.resolve_destination(url)
+        except outbound.DestinationRefused as exc:
             raise config_error("url", str(exc)) from None
         return configuration
 
     def run(self, context: RunContext) -> str:
         config = context.configuration
-        url = config["url"]
-        check_destination(url)
-        context.report_progress(0, f"Calling {urlsplit(url).hostname}")
+        timeout = config.get("timeoutSeconds", 30)
         try:
-            response = requests.request(
+            destination = outbound.resolve_destination(config["url"])
+        except outbound.DestinationRefused as exc:
+            raise RunFailed(f"Webhook URL refused: {exc}") from None
+        context.report_progress(0, f"Calling {destination.url.host}")
+        try:
+            response = destination.send(
                 config.get("method", "POST").upper(),
-                url,
                 json={
                     "agentId": context.agent_id,
                     "sessionId": context.session_id,
@@ -95,16 +60,12 @@ class WebhookRunner(Runner):
                     "agentName": context.agent_name,
                 },
                 headers=config.get("headers") or {},
-                timeout=float(config.get("timeoutSeconds", 30)),
-                # A redirect could lead past the destination check above.
-                allow_redirects=False,
+                timeout=float(timeout),
             )
-        except requests.Timeout:
-            raise RunFailed(
-                f"Webhook timed out after {config.get('timeoutSeconds', 30)} s."
-            ) from None
-        except requests.RequestException as exc:
-            raise RunFailed(f"Webhook request failed: {exc.__class__.__name__}.") from None
-        if not 200 <= response.status_code < 300:
-            raise RunFailed(f"Webhook answered HTTP {response.status_code}.")
-        return response.text[:2000]
+        except outbound.OutboundTimeout:
+            raise RunFailed(f"Webhook timed out after {timeout} s.") from None
+        except outbound.OutboundError as exc:
+            raise RunFailed(f"Webhook request failed: {exc}") from None
+        if not 200 <= response.status < 300:
+            raise RunFailed(f"Webhook answered HTTP {response.status}.")
+        return response.text[:OUTPUT_CHARS]

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from rest_framework.exceptions import ValidationError
 
 from agents.runners import RunCancelled, RunFailed, UnknownAgentType, get_runner, registered_types
+from tests.receivers import Receiver
 
 
 class FakeContext:
@@ -81,47 +81,39 @@ def test_demo_rejects_bad_configuration(configuration):
         get_runner("demo").validate_configuration(configuration)
 
 
-class Endpoint(BaseHTTPRequestHandler):
-    status = 200
-    received: list[dict] = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Endpoint.received.append({"body": json.loads(body), "auth": self.headers.get("X-Key")})
-        self.send_response(Endpoint.status)
-        self.end_headers()
-        self.wfile.write(b"agent says hi")
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def endpoint(settings):
-    server = HTTPServer(("127.0.0.1", 0), Endpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     settings.AGENT_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-    Endpoint.received = []
-    Endpoint.status = 200
-    yield f"http://127.0.0.1:{server.server_port}/run"
-    server.shutdown()
+    receiver = Receiver(body=b"agent says hi")
+    yield receiver
+    receiver.close()
 
 
 def test_webhook_calls_the_endpoint_with_the_ids(endpoint):
-    config = {"url": endpoint, "headers": {"X-Key": "k"}, "timeoutSeconds": 5}
+    config = {
+        "url": f"http://127.0.0.1:{endpoint.port}/run",
+        "headers": {"X-Key": "k"},
+        "timeoutSeconds": 5,
+    }
     runner = get_runner("webhook")
     runner.validate_configuration(config)
     assert runner.run(FakeContext(config)) == "agent says hi"
-    (call,) = Endpoint.received
-    assert call["body"]["agentId"] == "a-1" and call["body"]["sessionId"] == "s-1"
-    assert call["auth"] == "k"
+    (call,) = endpoint.received
+    body = json.loads(call.body)
+    assert body["agentId"] == "a-1" and body["sessionId"] == "s-1"
+    assert (call.method, call.path, call.headers["X-Key"]) == ("POST", "/run", "k")
+
+
+def test_webhook_keeps_the_first_2000_characters_of_the_answer(endpoint):
+    endpoint.body = b"0123456789" * 10_000
+    output = get_runner("webhook").run(FakeContext({"url": f"http://127.0.0.1:{endpoint.port}/"}))
+    assert output == ("0123456789" * 200)
 
 
 def test_webhook_fails_on_a_non_2xx_answer(endpoint):
-    Endpoint.status = 503
+    endpoint.status = 503
     with pytest.raises(RunFailed, match="503"):
-        get_runner("webhook").run(FakeContext({"url": endpoint}))
+        get_runner("webhook").run(FakeContext({"url": f"http://127.0.0.1:{endpoint.port}/"}))
 
 
 def test_webhook_fails_on_a_timeout(settings):
@@ -139,14 +131,58 @@ def test_webhook_fails_on_a_timeout(settings):
         listener.close()
 
 
+def test_webhook_fails_when_the_endpoint_hangs_up_without_answering(settings):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    hang_up = threading.Thread(target=lambda: listener.accept()[0].close(), daemon=True)
+    hang_up.start()
+    settings.AGENT_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    try:
+        with pytest.raises(RunFailed, match="Webhook request failed"):
+            get_runner("webhook").run(FakeContext({"url": url, "timeoutSeconds": 5}))
+    finally:
+        hang_up.join(5)
+        listener.close()
+
+
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1/x", "http://localhost:8000/", "http://10.0.0.1/", "http://169.254.169.254/"],
+    [
+        "http://127.0.0.1/x",
+        "http://localhost:8000/",
+        "http://10.0.0.1/",
+        "http://169.254.169.254/",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/",
+    ],
 )
 def test_webhook_refuses_internal_addresses_unless_allowed(url):
     with pytest.raises(ValidationError):
         get_runner("webhook").validate_configuration({"url": url})
     with pytest.raises(RunFailed, match="internal"):
+        get_runner("webhook").run(FakeContext({"url": url}))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:18902\\@1.1.1.1/../../internal/secret",
+        "http://user@1.1.1.1/",
+        "http://1.1.1.1\t/",
+        "http://1.1.1.1%00.example.com/",
+        "http://\u0435xample.com/",
+    ],
+)
+def test_webhook_refuses_a_url_that_parsers_could_read_differently(url):
+    with pytest.raises(ValidationError) as refused:
+        get_runner("webhook").validate_configuration({"url": url})
+    assert refused.value.detail["configuration"]["url"]
+    # One stored before these checks existed is refused before the call.
+    with pytest.raises(RunFailed, match="Webhook URL refused"):
         get_runner("webhook").run(FakeContext({"url": url}))
 
 
