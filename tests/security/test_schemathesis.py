@@ -418,6 +418,24 @@ HOSTILE = [
         '{"agentType": "webhook", "configuration": {"url": "http://[::1/hook"}}',
     ),
     hostile(
+        "a webhook URL whose parsers disagree on the host (backslash before @)",
+        "patch",
+        AGENT,
+        r'{"agentType": "webhook", "configuration": {"url": "http://127.0.0.1:18902\\@1.1.1.1/x"}}',
+    ),
+    hostile(
+        "a webhook URL with a user name before the host",
+        "patch",
+        AGENT,
+        '{"agentType": "webhook", "configuration": {"url": "http://127.0.0.1@1.1.1.1/"}}',
+    ),
+    hostile(
+        "a webhook URL with a NUL escaped in the host",
+        "patch",
+        AGENT,
+        '{"agentType": "webhook", "configuration": {"url": "http://127.0.0.1%00.1.1.1.1/"}}',
+    ),
+    hostile(
         "a cron field longer than beat's table holds",
         "post",
         SCHEDULE,
