@@ -21,6 +21,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from agents.models import AIAgent, ExecutionSession
+from agents.text import storable_text
 from neonhub.redis import fast_redis
 from realtime import events
 from scheduling import later
@@ -40,6 +41,8 @@ ADMISSION_LOCK_KEY = 7_411_903
 # normally starts within milliseconds; past this, requests go out again, so a
 # lost or purged task delays admission by at most this much.
 ADMISSION_REQUEST_TTL_MS = 2000
+# The most of a run's output or error that is kept.
+RESULT_TEXT_LIMIT = 10_000
 
 
 # --- queueing -------------------------------------------------------------------
@@ -298,16 +301,17 @@ def _duration_ms(started_at: datetime | None, completed_at: datetime) -> int | N
 
 def finish_succeeded(
     session_id: str,
-    output: str,
+    output: object,
     *,
     session: ExecutionSession | None = None,
     admit_inline: bool = False,
 ) -> bool:
     """Record a successful run.
 
-    ``session`` is the worker's copy from ``start_run`` (spares a read);
-    ``admit_inline`` says the caller fills the freed slot itself, right after,
-    and then has the new state broadcast.
+    ``output`` is what the runner returned, stored as ``storable_text``
+    makes it. ``session`` is the worker's copy from ``start_run`` (spares a
+    read); ``admit_inline`` says the caller fills the freed slot itself,
+    right after, and then has the new state broadcast.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -316,7 +320,7 @@ def finish_succeeded(
             if session is None:
                 return False
         duration = _duration_ms(session.started_at, now)
-        output = output[:10_000]
+        output = storable_text(output, limit=RESULT_TEXT_LIMIT)
         done = ExecutionSession.objects.filter(pk=session_id, status=Status.RUNNING).update(
             status=Status.SUCCEEDED,
             success=True,
@@ -352,6 +356,7 @@ def finish_failed(
 ) -> bool:
     """Record a failed attempt and queue its retry, if any is left."""
     now = timezone.now()
+    error = storable_text(error, limit=RESULT_TEXT_LIMIT)
     with transaction.atomic():
         session = ExecutionSession.objects.select_related("agent").filter(pk=session_id).first()
         if session is None:
@@ -364,14 +369,14 @@ def finish_failed(
             success=False,
             completed_at=now,
             duration_ms=_duration_ms(session.started_at, now),
-            error_message=error[:10_000],
+            error_message=error,
             lease_expires_at=None,
         )
         if not done:
             return False
         session.refresh_from_db()
         AIAgent.objects.filter(pk=session.agent_id).update(
-            retry_count=F("retry_count") + 1, last_error=error[:10_000]
+            retry_count=F("retry_count") + 1, last_error=error
         )
         agent = AIAgent.objects.get(pk=session.agent_id)
         will_retry = session.attempt <= settings.SCHEDULER_MAX_RETRIES

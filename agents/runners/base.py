@@ -47,7 +47,12 @@ class Runner:
         return configuration
 
     def run(self, context: RunContext) -> str:
-        """Execute one attempt and return its output summary."""
+        """Execute one attempt and return its output summary.
+
+        Output, failure messages and progress messages are stored as
+        ``agents.text.storable_text`` makes them, so any text a runner produces
+        can be recorded.
+        """
         raise NotImplementedError
 
 

@@ -5,6 +5,8 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from agents.text import storable_text
+
 from .base import RunContext, Runner, config_error
 
 
@@ -28,5 +30,5 @@ class PythonRunner(Runner):
         dotted_path = context.configuration["callable"]
         # Checked again at run time: the allow-list may have shrunk since.
         self.validate_configuration(context.configuration)
-        result = import_string(dotted_path)(context)
-        return "" if result is None else str(result)
+        # The callable may return anything: bytes, numbers, None.
+        return storable_text(import_string(dotted_path)(context))
