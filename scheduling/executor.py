@@ -13,6 +13,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from agents.models import ExecutionSession
 from agents.runners import RunCancelled, RunFailed, UnknownAgentType, get_runner
+from agents.text import storable_text
 from scheduling import runs
 from scheduling.observability import workers  # noqa: F401  (starts the worker heartbeat)
 
@@ -86,7 +87,9 @@ class SessionContext:
         self._last_progress_at = now
         self._last_progress = progress
         try:
-            with_db_retry(runs.record_progress, self.session, progress, str(message)[:500])
+            with_db_retry(
+                runs.record_progress, self.session, progress, storable_text(message, limit=500)
+            )
         except DATABASE_ERRORS:
             logger.warning("Progress of %s not recorded", self.session_id)
 
@@ -175,22 +178,47 @@ def _run_to_end(session: ExecutionSession) -> str | None:
         _record_failure(session_id, f"No runner is registered for {session.agent.agent_type!r}.")
         return ExecutionSession.Status.FAILED
     except RunFailed as exc:
-        _record_failure(session_id, str(exc) or "The run failed.")
+        _record_failure(session_id, storable_text(exc) or "The run failed.")
         return ExecutionSession.Status.FAILED
     except Exception as exc:
         logger.exception("Session %s raised", session_id)
-        _record_failure(session_id, f"{exc.__class__.__name__}: {exc}"[:2000])
+        _record_failure(session_id, _describe(exc))
         return ExecutionSession.Status.FAILED
     finally:
         keeper.finished.set()
         keeper.join(timeout=5)
     if context.stopped.is_set() and not context.stop_reason.startswith("Run timed out"):
         return ExecutionSession.Status.CANCELLED
-    output = "" if output is None else str(output)
-    if with_db_retry(runs.finish_succeeded, session_id, output, session=session, admit_inline=True):
+    if _store_outcome(
+        runs.finish_succeeded, session_id, output, session=session, admit_inline=True
+    ):
         return ExecutionSession.Status.SUCCEEDED
     return None
 
 
+def _describe(exc: Exception) -> str:
+    return f"{exc.__class__.__name__}: {storable_text(exc)}"[:2000]
+
+
 def _record_failure(session_id: str, error: str) -> None:
-    with_db_retry(runs.finish_failed, session_id, error, admit_inline=True)
+    _store_outcome(runs.finish_failed, session_id, error, admit_inline=True)
+
+
+def _store_outcome(finish, session_id: str, *args, **kwargs) -> bool:
+    """Record how the run ended (True if recorded as given); if the database
+    refuses that record, fail the run with why.
+
+    Only a lost connection is left to the lease (the failure could not be
+    written either). Any other refusal (a value the database will not take,
+    a broken rule) is a failure of this attempt, recorded at once and
+    retried like any other, so the slot is never held until the lease runs out.
+    """
+    try:
+        return with_db_retry(finish, session_id, *args, **kwargs)
+    except DATABASE_ERRORS:
+        raise
+    except Exception as exc:
+        logger.exception("Could not store the outcome of session %s", session_id)
+        reason = f"Could not store the run's result: {_describe(exc)}"
+        with_db_retry(runs.finish_failed, session_id, reason, admit_inline=True)
+        return False
