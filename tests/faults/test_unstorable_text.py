@@ -1,5 +1,4 @@
-"""Runner output the database cannot store as it is, through a real worker,
-daphne and a WebSocket client.
+"""8. A runner whose output or error the database cannot store as it is.
 
 PostgreSQL refuses NUL in text and neither backend can encode a lone
 surrogate; such a run used to stay RUNNING until its lease ran out. The lease
@@ -14,13 +13,13 @@ import pytest
 from agents.models import ExecutionSession
 from agents.runners import RunFailed
 from tests.factories import AgentFactory, UserFactory
-from tests.stack import Api, ask, connect_websocket, events_until, stack  # noqa: F401
+from tests.stack import Api, ask, connect_websocket, events_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 Status = ExecutionSession.Status
 FINAL = {"agent:completed", "agent:failed"}
-MODULE = "tests.scheduling.test_run_text_live"
+MODULE = "tests.faults.test_unstorable_text"
 CALLABLES = {
     name: f"{MODULE}.{name}"
     for name in ("text_with_nul", "bytes_out", "fails_with_nul", "raises_with_nul")
@@ -52,7 +51,7 @@ EXPECTED = {
 }
 
 
-def test_unstorable_output_and_errors_are_recorded_cleaned_by_the_worker(stack):  # noqa: F811
+def test_unstorable_output_and_errors_are_recorded_cleaned_by_the_worker(stack):
     s = stack(
         SCHEDULER_LEASE_SECONDS="600",
         SCHEDULER_MAX_RETRIES="0",
