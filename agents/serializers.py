@@ -6,12 +6,13 @@ from rest_framework import serializers
 
 from agents.models import AIAgent, ExecutionSession, Priority
 from agents.runners import UnknownAgentType, get_runner, registered_types
+from agents.text import is_storable
 
 PRIORITY_NAMES = {choice.value: choice.name for choice in Priority}
 PRIORITY_VALUES = {name: value for value, name in PRIORITY_NAMES.items()}
 
 
-def _storable_text(value: Any) -> bool:
+def _all_text_storable(value: Any) -> bool:
     """Whether every key and string can be stored and sent back: PostgreSQL's
     jsonb refuses NUL, and nothing can encode an unpaired surrogate."""
     stack = [value]
@@ -22,13 +23,8 @@ def _storable_text(value: Any) -> bool:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                return False
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
+        elif isinstance(item, str) and not is_storable(item):
+            return False
     return True
 
 
@@ -113,7 +109,7 @@ class AgentSerializer(serializers.ModelSerializer):
     def validate_configuration(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("Configuration must be a JSON object.")
-        if not _storable_text(value):
+        if not _all_text_storable(value):
             raise serializers.ValidationError(
                 "Configuration text must be valid Unicode without NUL characters."
             )

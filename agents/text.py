@@ -18,6 +18,11 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def is_storable(text: str) -> bool:
+    """Whether ``text`` can be stored as it is, by every backend."""
+    return _UNSTORABLE.search(text) is None
+
+
 def storable_text(value: object, limit: int | None = None) -> str:
     """``value`` as text that every database backend stores as it is.
 

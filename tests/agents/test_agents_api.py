@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -74,6 +75,18 @@ def test_it_rejects_configuration_that_is_not_an_object(api):
     )
     assert response.status_code == 400
     assert response.json()["success"] is False
+
+
+@pytest.mark.parametrize(
+    "configuration", [{"output": "a\x00b"}, {"output": "a\ud800b"}, {"k\x00": 1}, {"l": ["\udc80"]}]
+)
+def test_it_rejects_configuration_text_the_database_cannot_store(api, configuration):
+    # Surrogates travel escaped (\ud800), as JSON allows them to.
+    body = json.dumps({"name": "A", "agentType": "demo", "configuration": configuration})
+    response = api.post("/api/agents", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "without NUL" in response.json()["error"]
+    assert not AIAgent.objects.exists()
 
 
 def test_it_validates_the_runner_configuration(api):

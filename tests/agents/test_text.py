@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.text import storable_text
+from agents.text import is_storable, storable_text
 
 
 class Unprintable:
@@ -33,6 +33,7 @@ class Sneaky(str):
 )
 def test_any_value_becomes_text_every_backend_can_store(value, stored):
     assert storable_text(value) == stored
+    assert is_storable(storable_text(value))
 
 
 def test_an_integer_too_long_to_print_is_not_an_error():
@@ -46,3 +47,11 @@ def test_the_text_is_cut_to_the_limit_after_escaping():
     assert storable_text("é" * 20, limit=3) == "ééé"
     assert storable_text("😀" * 20, limit=3) == "😀😀😀"
     assert storable_text("😀".encode() * 20, limit=3) == "😀😀😀"
+
+
+@pytest.mark.parametrize(
+    ("text", "storable"),
+    [("café 😀", True), ("", True), ("a\x00", False), ("\ud800", False), ("\udc80x", False)],
+)
+def test_text_with_nul_or_a_lone_surrogate_is_not_storable_as_it_is(text, storable):
+    assert is_storable(text) is storable
