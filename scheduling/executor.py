@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -204,7 +205,7 @@ def _record_failure(session_id: str, error: str) -> None:
     _store_outcome(runs.finish_failed, session_id, error, admit_inline=True)
 
 
-def _store_outcome(finish, session_id: str, *args, **kwargs) -> bool:
+def _store_outcome(finish: Callable[..., bool], session_id: str, *args: Any, **kwargs: Any) -> bool:
     """Record how the run ended (True if recorded as given); if the database
     refuses that record, fail the run with why.
 
