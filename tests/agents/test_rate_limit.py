@@ -1,5 +1,6 @@
 """The API rate limit: the contract's rate format, the 429 answer, and one
-count per client shared by every web process through Redis."""
+count per client shared by every web process through Redis; the token
+endpoints' limit per address, which the HTML sign-in forms share."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import urllib.error
 import urllib.request
 
 import pytest
+import requests
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
+from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -278,6 +281,96 @@ def test_a_forged_forwarded_for_header_does_not_escape_the_token_limit(
     assert answers[-1].status_code == 429
 
 
+# --- the HTML sign-in forms ---------------------------------------------------------------
+
+SIGN_IN_FORMS = ["/dashboard/login/", "/admin/login/", "/api-auth/login/"]
+
+
+def sign_in(client: Client, path: str, username: str, password: str, address: str):
+    return client.post(path, {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+@pytest.mark.parametrize("path", SIGN_IN_FORMS)
+def test_a_sign_in_form_answers_429_with_retry_after_past_the_token_limit(
+    path, staff_user, settings, clock
+):
+    settings.API_TOKEN_RATE_LIMIT = "3/m"
+    client = Client()
+    guesses = [
+        sign_in(client, path, staff_user.username, f"guess-{i}", "10.0.1.1") for i in range(3)
+    ]
+    assert [response.status_code for response in guesses] == [200, 200, 200]
+
+    # Even the right password is refused now: the limit counts attempts, not failures.
+    blocked = sign_in(client, path, staff_user.username, PASSWORD, "10.0.1.1")
+
+    assert blocked.status_code == 429
+    assert blocked["Content-Type"].startswith("text/plain")
+    assert blocked.content.decode() == (
+        "Too many sign-in attempts from your address. Try again in 40 seconds.\n"
+    )
+    assert blocked["Retry-After"] == "40"
+    assert "_auth_user_id" not in client.session
+    assert counter("token", "ip:10.0.1.1", "3/m") == 4
+
+
+@pytest.mark.parametrize("path", SIGN_IN_FORMS)
+def test_showing_a_sign_in_form_is_not_counted(path, settings, clock):
+    settings.API_TOKEN_RATE_LIMIT = "1/m"
+    client = Client()
+    assert [client.get(path, REMOTE_ADDR="10.0.1.2").status_code for _ in range(3)] == [200] * 3
+    assert counter("token", "ip:10.0.1.2", "1/m") is None
+
+
+def test_the_forms_and_the_token_endpoint_share_one_count_per_address(
+    anonymous, staff_user, settings, clock
+):
+    settings.API_TOKEN_RATE_LIMIT = "4/m"
+    client = Client()
+    for path in SIGN_IN_FORMS:
+        assert sign_in(client, path, staff_user.username, "guess", "10.0.1.3").status_code == 200
+    assert ask_token(anonymous, staff_user.username, "guess", "10.0.1.3").status_code == 401
+
+    assert (
+        sign_in(client, SIGN_IN_FORMS[0], staff_user.username, PASSWORD, "10.0.1.3").status_code
+        == 429
+    )
+    assert ask_token(anonymous, staff_user.username, PASSWORD, "10.0.1.3").status_code == 429
+
+
+def test_a_blocked_address_does_not_block_another(user, settings, clock):
+    settings.API_TOKEN_RATE_LIMIT = "1/m"
+    client = Client()
+    sign_in(client, "/dashboard/login/", user.username, "guess", "10.0.1.4")
+    assert (
+        sign_in(client, "/dashboard/login/", user.username, "guess", "10.0.1.4").status_code == 429
+    )
+
+    signed_in = sign_in(Client(), "/dashboard/login/", user.username, PASSWORD, "10.0.1.5")
+    assert signed_in.status_code == 302
+
+
+def test_a_sign_in_refused_by_the_csrf_check_still_counts(user, settings, clock):
+    settings.API_TOKEN_RATE_LIMIT = "1/m"
+    client = Client(enforce_csrf_checks=True)
+    assert (
+        sign_in(client, "/dashboard/login/", user.username, "guess", "10.0.1.6").status_code == 403
+    )
+    assert (
+        sign_in(client, "/dashboard/login/", user.username, "guess", "10.0.1.6").status_code == 429
+    )
+
+
+def test_an_unreachable_redis_lets_sign_ins_through(user, settings):
+    settings.API_TOKEN_RATE_LIMIT = "1/m"
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/15"
+    answers = [
+        sign_in(Client(), "/dashboard/login/", user.username, PASSWORD, "10.0.1.7").status_code
+        for _ in range(2)
+    ]
+    assert answers == [302, 302]
+
+
 # --- across processes ---------------------------------------------------------------------
 
 
@@ -313,3 +406,34 @@ def test_a_web_process_and_this_one_share_one_count(user, settings):
     assert body["success"] is False
     assert retry_after is not None and int(retry_after) > 0
     assert counter("api", f"user:{user.pk}", rate, now=time.time()) == 4
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_web_process_answers_429_to_sign_in_posts_past_the_limit(staff_user):
+    daphne, port = start_daphne(API_TOKEN_RATE_LIMIT="3/1000d")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        browser = requests.Session()
+        assert browser.get(f"{base}/dashboard/login/", timeout=10).status_code == 200
+        token = browser.cookies["csrftoken"]
+
+        def post(path: str, password: str) -> requests.Response:
+            return browser.post(
+                base + path,
+                data={"username": staff_user.username, "password": password},
+                headers={"X-CSRFToken": token},
+                allow_redirects=False,
+                timeout=10,
+            )
+
+        guesses = [post(path, "guess").status_code for path in SIGN_IN_FORMS]
+        blocked = post("/dashboard/login/", PASSWORD)
+        form_shown = browser.get(f"{base}/admin/login/", timeout=10).status_code
+    finally:
+        daphne.stop()
+    assert guesses == [200, 200, 200]
+    assert blocked.status_code == 429
+    assert blocked.text.startswith("Too many sign-in attempts from your address.")
+    assert 0 < int(blocked.headers["Retry-After"]) <= 1000 * 86400
+    assert form_shown == 200
