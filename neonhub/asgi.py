@@ -4,6 +4,8 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from neonhub.http_limits import answer_overlong_lines
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neonhub.settings")
 
 # Django must be set up before any module that touches models is imported.
@@ -14,6 +16,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from realtime.auth import WebSocketAuthMiddleware  # noqa: E402
 from realtime.origin import browser_origin_validator  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+
+answer_overlong_lines()
 
 application = ProtocolTypeRouter(
     {
