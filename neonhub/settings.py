@@ -402,6 +402,9 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# When set, /metrics answers only "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

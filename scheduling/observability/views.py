@@ -1,11 +1,15 @@
-"""/healthz and /metrics: open to load balancers and Prometheus, no sign-in.
+"""/healthz and /metrics: for load balancers and Prometheus, no sign-in.
 
 Neither answer holds anything a user owns: health names only which parts
-work, metrics only counts across everyone.
+work, metrics only counts across everyone. /metrics can still ask for a
+token of its own (METRICS_TOKEN), as Prometheus sends it.
 """
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,8 +39,22 @@ async def healthz(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _has_metrics_token(request: HttpRequest) -> bool:
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    # Compared as bytes: compare_digest refuses strings with non-ASCII characters.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        credentials.strip().encode(), settings.METRICS_TOKEN.encode()
+    )
+
+
 @csrf_exempt
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    if settings.METRICS_TOKEN and not _has_metrics_token(request):
+        response = JsonResponse(
+            {"success": False, "error": "A valid metrics token is required."}, status=401
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     if request.method not in READ_METHODS:
         return _method_not_allowed()
     response = HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

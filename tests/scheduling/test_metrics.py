@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+import requests
 from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.db.models import F
@@ -24,7 +25,7 @@ from scheduling.heartbeat import BEAT_HEARTBEAT_KEY, record_beat_heartbeat
 from scheduling.observability import metrics, workers
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
-from tests.processes import free_port, wait_until
+from tests.processes import free_port, start_daphne, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -371,6 +372,76 @@ def test_other_methods_are_refused(method):
     response = getattr(Client(), method)("/metrics")
     assert response.status_code == 405
     assert response.json() == {"success": False, "error": "Method not allowed."}
+
+
+# --- METRICS_TOKEN ---------------------------------------------------------------------------
+
+METRICS_TOKEN = "scrape-token-4f8a2c"
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Bearer wrong-token",
+        f"Bearer {METRICS_TOKEN}x",
+        f"Bearer {METRICS_TOKEN[:-1]}",
+        f"Basic {METRICS_TOKEN}",
+        f"Token {METRICS_TOKEN}",
+        METRICS_TOKEN,
+        "Bearer t\u00f6ken",
+    ],
+)
+def test_with_a_metrics_token_set_anything_but_that_bearer_token_gets_401(settings, authorization):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    headers = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
+    response = Client().get("/metrics", **headers)
+    assert response.status_code == 401
+    assert response.json() == {"success": False, "error": "A valid metrics token is required."}
+    assert response["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert b"neonhub_" not in response.content
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer"])
+def test_with_a_metrics_token_set_the_bearer_token_gets_the_metrics(settings, scheme):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"{scheme} {METRICS_TOKEN}")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=")
+
+
+def test_a_metrics_token_is_asked_for_before_the_method_is_checked(settings):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    assert Client().post("/metrics").status_code == 401
+    authorized = Client().post("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}")
+    assert authorized.status_code == 405
+
+
+def test_a_metrics_token_leaves_healthz_open(settings):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    assert Client().get("/healthz").status_code in (200, 503)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_web_process_with_a_metrics_token_answers_401_without_it():
+    daphne, port = start_daphne(METRICS_TOKEN=METRICS_TOKEN)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        anonymous = requests.get(url, timeout=10)
+        wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=10)
+        scraped = requests.get(
+            url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+        )
+    finally:
+        daphne.stop()
+    assert (anonymous.status_code, wrong.status_code, scraped.status_code) == (401, 401, 200)
+    assert anonymous.json()["success"] is False
+    families = {f.name for f in text_string_to_metric_families(scraped.text)}
+    assert families == DOCUMENTED
 
 
 # --- a real worker ---------------------------------------------------------------------------
