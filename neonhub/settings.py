@@ -8,6 +8,7 @@ process at start instead of misbehaving later.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -82,6 +83,36 @@ if SECRET_KEY is None:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 PORT = env_int("PORT", 8000, minimum=1)
+
+# --- Served over HTTPS ----------------------------------------------------------------
+
+# One switch for a deployment whose every visitor comes over TLS: HTTP is
+# redirected, cookies are sent over TLS only, and browsers are told (HSTS) to
+# use nothing else. The HSTS defaults are what `check --deploy` asks for.
+HTTPS = env_bool("HTTPS", False)
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # A load balancer's health check and a Prometheus scrape often come over
+    # plain HTTP from inside the network; a redirect would fail them.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^metrics/?$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+
+# Behind a proxy that ends TLS: the request header (as a META key) and value
+# that mark a request the proxy received over HTTPS, e.g.
+# "HTTP_X_FORWARDED_PROTO,https". The proxy must set it on every request, or
+# a client could claim HTTPS by sending it.
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", [])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2 or not re.fullmatch(r"HTTP_[A-Z0-9_]+", _proxy_ssl_header[0]):
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER must be HEADER,VALUE with the header as a request META key, "
+            f"e.g. HTTP_X_FORWARDED_PROTO,https; got {env_str('SECURE_PROXY_SSL_HEADER')!r}"
+        )
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header[0], _proxy_ssl_header[1])
 
 INSTALLED_APPS = [
     "daphne",
