@@ -17,7 +17,8 @@ $(VENV)/.installed: requirements.txt
 install: $(VENV)/.installed
 
 # A newcomer's first run writes a local .env (DEBUG on, a generated secret
-# key) that manage.py commands read too; the real environment overrides it.
+# key) that settings read in every process and manage.py command; the real
+# environment overrides it.
 .env:
 	@printf 'DEBUG=1\nSECRET_KEY=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > $@
 	@echo "wrote .env (DEBUG=1 and a generated SECRET_KEY) for local use"
@@ -31,7 +32,7 @@ run: install .env
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0 && \
 	{ $(BIN)/python manage.py seed_demo || true; } && \
 	echo "NeonHub on http://127.0.0.1:$(PORT)/  (admin: /admin/, API: /api/, docs: /api/docs/)" && \
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile web worker beat
+	bin/start-processes web worker beat
 
 # The whole suite against real Redis and the database in DATABASE_URL (SQLite
 # by default). Tests use their own Redis database number so a running stack
