@@ -47,6 +47,11 @@ def child_env(**overrides: str) -> dict[str, str]:
             "SCHEDULER_MAX_RETRIES": str(settings.SCHEDULER_MAX_RETRIES),
             "SCHEDULER_BACKOFF_BASE": str(settings.SCHEDULER_BACKOFF_BASE),
             "SCHEDULER_BACKOFF_MAX": str(settings.SCHEDULER_BACKOFF_MAX),
+            # The test's limits (the root conftest's generous ones unless it set
+            # its own): every test run counts sign-ins from 127.0.0.1 in one
+            # Redis counter, which a web process's default limit would refuse.
+            "API_RATE_LIMIT": settings.API_RATE_LIMIT,
+            "API_TOKEN_RATE_LIMIT": settings.API_TOKEN_RATE_LIMIT,
             "PYTHONUNBUFFERED": "1",
         }
     )
