@@ -13,17 +13,22 @@ a session is present: a client sending a token means token authentication.
 The middleware only fills in the scope; the consumer refuses anonymous users
 after accepting, so clients see close code 4401 instead of a bare HTTP 403.
 
+What a socket may see is decided from its user's ``Rights`` as they were when
+it opened; losing any of them closes it (``realtime.signals``).
+
 Nothing here logs the query string or the token.
 """
 
 from __future__ import annotations
 
+from dataclasses import astuple, dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -75,6 +80,43 @@ class JWTAuthMiddleware(BaseMiddleware):
         if raw_token is not None:
             scope["user"], scope[SCOPE_EXPIRES_AT] = await authenticate_token(raw_token)
         return await super().__call__(scope, receive, send)
+
+
+RIGHTS_FIELDS = ("is_active", "is_staff", "is_superuser")
+
+
+@dataclass(frozen=True)
+class Rights:
+    """The flags of a user that decide what their sockets may see."""
+
+    is_active: bool
+    is_staff: bool
+    is_superuser: bool
+
+    @classmethod
+    def of(cls, user: Any) -> Rights:
+        return cls(*(bool(getattr(user, field, False)) for field in RIGHTS_FIELDS))
+
+    def lost_in(self, now: Rights | None) -> bool:
+        """Whether ``now`` (None: the user is gone) takes away any of these."""
+        if now is None:
+            return True
+        pairs = zip(astuple(self), astuple(now), strict=True)
+        return any(before and not after for before, after in pairs)
+
+
+def stored_rights(user_model: Any, user_id: object, using: str | None = None) -> Rights | None:
+    """The user's rights as the database holds them; None if there is no such user."""
+    row = (
+        user_model._base_manager.using(using).filter(pk=user_id).values_list(*RIGHTS_FIELDS).first()
+    )
+    return None if row is None else Rights(*row)
+
+
+@database_sync_to_async
+def lost_rights_since_read(user: Any) -> bool:
+    """Whether ``user`` (as read when the socket signed in) has lost a right since."""
+    return Rights.of(user).lost_in(stored_rights(get_user_model(), user.pk))
 
 
 def WebSocketAuthMiddleware(inner: Any) -> Any:

@@ -18,13 +18,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from realtime.auth import SCOPE_EXPIRES_AT, SCOPE_SUBPROTOCOL
+from realtime.auth import SCOPE_EXPIRES_AT, SCOPE_SUBPROTOCOL, lost_rights_since_read
 from realtime.connections import (
     claim_connection,
     release_connection,
     renewal_interval,
 )
-from realtime.groups import session_group
+from realtime.groups import session_group, user_group
 from realtime.protocol import (
     CLOSE_TOO_MANY_CONNECTIONS,
     CLOSE_UNAUTHORIZED,
@@ -48,7 +48,8 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rooms: dict[str, str] = {}  # room name -> channel-layer group
-        self.session_group: str | None = None
+        # Groups that tell this socket to close (realtime.signals).
+        self.followed: list[str] = []
         self.holds_place = False
         self.closing = False
         self.released = False
@@ -79,19 +80,31 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
             self.tasks.append(asyncio.create_task(self.close_at(expires_at)))
         else:
             await self.follow_session()
+        await self.follow_user(user)
         self.tasks.append(asyncio.create_task(self.keep_place()))
 
     async def follow_session(self) -> None:
         """Signed in by a session cookie: close when that session signs out."""
         session = self.scope.get("session")
-        if session is None or not session.session_key:
-            return
-        self.session_group = session_group(session.session_key)
+        if session is not None and session.session_key:
+            await self.follow(session_group(session.session_key))
+
+    async def follow_user(self, user: Any) -> None:
+        """Close when the user is deactivated, deleted, or loses staff or superuser."""
+        await self.follow(user_group(user.pk))
+        # A change committed after authentication read the user, but told
+        # before this socket was in the group, would be missed: read again.
+        if await lost_rights_since_read(user):
+            await self.end(CLOSE_UNAUTHORIZED)
+
+    async def follow(self, group: str) -> None:
+        # Held even when joining fails: the renewal joins it again.
+        self.followed.append(group)
         try:
-            await self.channel_layer.group_add(self.session_group, self.channel_name)
+            await self.channel_layer.group_add(group, self.channel_name)
         except (RedisError, OSError):
             # Without the layer this socket gets no events either.
-            logger.warning("Could not follow a WebSocket's session", exc_info=True)
+            logger.warning("Could not follow a WebSocket's user or session", exc_info=True)
 
     async def refuse(self, code: int) -> None:
         # Closing before accepting would turn into a bare HTTP 403 that clients
@@ -163,8 +176,7 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
                 logger.warning("Could not renew a WebSocket lease", exc_info=True)
 
     def groups_held(self) -> list[str]:
-        session = [self.session_group] if self.session_group else []
-        return [*self.rooms.values(), *session]
+        return [*self.rooms.values(), *self.followed]
 
     async def close_at(self, expires_at: float) -> None:
         """Close the socket when its access token expires."""
@@ -223,7 +235,7 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
         await self.send_text(text)
 
     async def neonhub_signed_out(self, message: dict[str, Any]) -> None:
-        """The session this socket signed in with has signed out (realtime.signals)."""
+        """Its session signed out, or its user lost a right (realtime.signals)."""
         await self.end(CLOSE_UNAUTHORIZED)
 
     async def send_frame(self, frame: Frame) -> None:

@@ -29,6 +29,11 @@ def monitoring_agents_group_for(user) -> str:
     return STAFF_AGENTS_GROUP if user.is_staff else owner_agents_group(user.pk)
 
 
+def user_group(user_id: object) -> str:
+    """Every socket of one user, told when the user loses the right to them."""
+    return f"user.{user_id}"
+
+
 def session_group(session_key: str) -> str:
     """The sockets signed in with one Django session, told when it signs out.
 

@@ -14,6 +14,7 @@ from django.conf import settings as django_settings
 
 from neonhub.redis import new_async_redis
 from realtime import connections
+from tests.processes import free_port
 from tests.realtime.helpers import Sockets, signed_in
 
 
@@ -48,6 +49,18 @@ async def layer(settings, monkeypatch, redis_prefix):
     finally:
         await redis.aclose()
     await connections.close_redis()
+
+
+@pytest.fixture
+def unreachable_channel_layer(settings) -> None:
+    """The channel layer pointed at a port where no Redis listens."""
+    configured = django_settings.CHANNEL_LAYERS["default"]
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            **configured,
+            "CONFIG": {**configured["CONFIG"], "hosts": [f"redis://127.0.0.1:{free_port()}/0"]},
+        }
+    }
 
 
 @pytest.fixture

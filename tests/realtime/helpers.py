@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth.models import update_last_login
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -107,3 +109,60 @@ async def emit(layer: Any, group: str, event: str, data: dict[str, Any]) -> dict
     frame = {"event": event, "data": data}
     await layer.group_send(group, event_message(frame))
     return frame
+
+
+# --- changes to a user, for the tests of what they do to the user's sockets -------------
+
+
+def deactivate(user: Any) -> None:
+    user.is_active = False
+    user.save()
+
+
+def remove_staff(user: Any) -> None:
+    user.is_staff = False
+    user.save()
+
+
+def remove_superuser(user: Any) -> None:
+    user.is_superuser = False
+    user.save(update_fields=["is_superuser"])
+
+
+def delete(user: Any) -> None:
+    user.delete()
+
+
+RIGHT_LOSSES = [
+    pytest.param(deactivate, id="deactivated"),
+    pytest.param(remove_staff, id="staff-removed"),
+    pytest.param(remove_superuser, id="superuser-removed"),
+    pytest.param(delete, id="deleted"),
+]
+
+
+def rename(user: Any) -> None:
+    user.first_name = "Renamed"
+    user.save()
+
+
+def sign_in(user: Any) -> None:
+    # What a login does to the user row.
+    update_last_login(None, user)
+
+
+def save_unchanged(user: Any) -> None:
+    user.save()
+
+
+def make_superuser(user: Any) -> None:
+    user.is_superuser = True
+    user.save()
+
+
+HARMLESS_CHANGES = [
+    pytest.param(rename, id="renamed"),
+    pytest.param(sign_in, id="signed-in"),
+    pytest.param(save_unchanged, id="saved-unchanged"),
+    pytest.param(make_superuser, id="superuser-granted"),
+]

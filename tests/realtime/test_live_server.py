@@ -7,8 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,17 +17,18 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 from django.conf import settings
+from django.urls import reverse
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from neonhub.redis import get_redis
 from realtime.connections import connections_key
-from realtime.groups import agent_group
-from realtime.protocol import CLOSE_TOO_MANY_CONNECTIONS
+from realtime.groups import STAFF_AGENTS_GROUP, agent_group, owner_agents_group, user_group
+from realtime.protocol import CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED
 from realtime.publisher import event_message
-from tests.factories import AgentFactory
+from tests.factories import AgentFactory, UserFactory
 from tests.processes import child_env, free_port
-from tests.realtime.helpers import token_for
+from tests.realtime.helpers import HARMLESS_CHANGES, RIGHT_LOSSES, signed_in, token_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -62,9 +63,8 @@ def wait_until_listening(process: subprocess.Popen, port: int, output: Path) -> 
     pytest.fail(f"daphne did not answer within {START_TIMEOUT}s:\n{output.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
-    logs = tmp_path_factory.mktemp("daphne")
+@contextmanager
+def running_server(logs: Path) -> Iterator[Server]:
     access_log, output = logs / "access.log", logs / "output.log"
     port = free_port()
     env = child_env(DEBUG="0")
@@ -91,6 +91,19 @@ def server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
             process.wait()
 
 
+@pytest.fixture(scope="module")
+def server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("daphne")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def other_server(django_db_setup, tmp_path_factory) -> Iterator[Server]:
+    """A second web process on the same Redis and database."""
+    with running_server(tmp_path_factory.mktemp("daphne")) as running:
+        yield running
+
+
 @pytest.fixture
 def forget_redis_keys():
     """Keys the server made for this test, deleted afterwards (the server uses
@@ -101,9 +114,34 @@ def forget_redis_keys():
         get_redis().delete(*keys)
 
 
+def forget_sockets_of(keys: list[str | bytes], *users) -> None:
+    """The keys the sockets of these users leave in Redis, for forget_redis_keys."""
+    layer = get_channel_layer()
+    for user in users:
+        keys.append(connections_key(user.pk))
+        if isinstance(layer, RedisChannelLayer):
+            # The pub/sub layer keeps its groups in each process, not in Redis;
+            # a session's group is left to channels-redis' group expiry.
+            groups = [user_group(user.pk), owner_agents_group(user.pk), STAFF_AGENTS_GROUP]
+            keys.extend(layer._group_key(group) for group in groups)
+
+
+def cookie_of(user) -> dict[str, str]:
+    """The Cookie header of a browser signed in as ``user``."""
+    _, (_, cookie) = signed_in(user)
+    return {"Cookie": cookie.decode()}
+
+
 def ask(client: ClientConnection, event: str, data: object) -> dict:
     client.send(json.dumps({"event": event, "data": data}))
     return json.loads(client.recv(timeout=5))
+
+
+def close_code(client: ClientConnection) -> int | None:
+    """The code of the close the server sends next."""
+    with pytest.raises(ConnectionClosed) as closed:
+        client.recv(timeout=5)
+    return closed.value.rcvd.code if closed.value.rcvd is not None else None
 
 
 def test_a_real_client_gets_the_events_of_its_agent(server, forget_redis_keys, user):
@@ -151,3 +189,70 @@ def test_a_real_client_is_refused_the_sixth_connection_with_4429(server, forget_
     log = server.access_log.read_text()
     assert "WSCONNECT /ws/agents/" in log
     assert token not in log
+
+
+# --- sockets outliving their user's rights ----------------------------------------------
+
+
+@contextmanager
+def sockets_of(user, bystander, server: Server, other_server: Server) -> Iterator[tuple]:
+    """The user's token socket on one server and cookie socket on the other, and
+    a token socket of another user; each in the monitoring room."""
+    with (
+        server.connect(subprotocols=["neonhub.jwt", token_for(user)]) as token_socket,
+        other_server.connect(additional_headers=cookie_of(user)) as cookie_socket,
+        server.connect(subprotocols=["neonhub.jwt", token_for(bystander)]) as bystanding,
+    ):
+        for client in (token_socket, cookie_socket, bystanding):
+            assert ask(client, "monitoring:subscribe", "agents")["event"] == "subscribed"
+        yield token_socket, cookie_socket, bystanding
+
+
+@pytest.mark.parametrize("lose", RIGHT_LOSSES)
+def test_a_user_losing_a_right_loses_their_sockets_on_every_server(
+    server, other_server, forget_redis_keys, other_user, lose: Callable[[object], None]
+):
+    user = UserFactory(is_staff=True, is_superuser=True)
+    forget_sockets_of(forget_redis_keys, user, other_user)
+    with sockets_of(user, other_user, server, other_server) as (token, cookie, bystanding):
+        lose(user)  # in this process, as a shell or a script would
+
+        assert close_code(token) == CLOSE_UNAUTHORIZED
+        assert close_code(cookie) == CLOSE_UNAUTHORIZED
+        assert ask(bystanding, "monitoring:subscribe", "scheduler")["event"] == "subscribed"
+
+
+def test_a_user_deactivated_in_the_admin_loses_their_sockets(
+    server, other_server, forget_redis_keys, other_user
+):
+    user = UserFactory()
+    forget_sockets_of(forget_redis_keys, user, other_user)
+    admin, _ = signed_in(UserFactory(is_staff=True, is_superuser=True))
+    with sockets_of(user, other_user, server, other_server) as (token, cookie, bystanding):
+        # The admin's change form, with "Active" unticked.
+        response = admin.post(
+            reverse("admin:auth_user_change", args=[user.pk]),
+            {
+                "username": user.username,
+                "email": user.email,
+                "date_joined_0": "2026-01-02",
+                "date_joined_1": "09:00:00",
+            },
+        )
+        assert response.status_code == 302, response.content[:2000]
+
+        assert close_code(token) == CLOSE_UNAUTHORIZED
+        assert close_code(cookie) == CLOSE_UNAUTHORIZED
+        assert ask(bystanding, "monitoring:subscribe", "scheduler")["event"] == "subscribed"
+
+
+@pytest.mark.parametrize("change", HARMLESS_CHANGES)
+def test_a_change_that_takes_no_right_away_keeps_the_sockets_on_a_real_server(
+    server, other_server, forget_redis_keys, user, other_user, change: Callable[[object], None]
+):
+    forget_sockets_of(forget_redis_keys, user, other_user)
+    with sockets_of(user, other_user, server, other_server) as opened:
+        change(user)
+
+        for client in opened:
+            assert ask(client, "monitoring:subscribe", "scheduler")["event"] == "subscribed"
