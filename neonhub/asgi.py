@@ -14,7 +14,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from realtime.auth import WebSocketAuthMiddleware  # noqa: E402
-from realtime.origin import browser_origin_validator  # noqa: E402
+from realtime.origin import OriginCheck  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 answer_overlong_lines()
@@ -22,8 +22,6 @@ answer_overlong_lines()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": browser_origin_validator(
-            WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": OriginCheck(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

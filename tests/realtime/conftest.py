@@ -64,17 +64,9 @@ def unreachable_channel_layer(settings) -> None:
 
 
 @pytest.fixture
-def application(monkeypatch):
+def application():
     from neonhub.asgi import application
 
-    # The origin check copies ALLOWED_HOSTS when neonhub.asgi is first
-    # imported; if that happened before pytest-django added "testserver",
-    # allow it here rather than fail for a reason unrelated to the test.
-    validator = application.application_mapping["websocket"]
-    if "testserver" not in validator.allowed_origins:
-        monkeypatch.setattr(
-            validator, "allowed_origins", [*validator.allowed_origins, "testserver"]
-        )
     return application
 
 

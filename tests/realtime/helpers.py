@@ -14,7 +14,10 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from realtime.publisher import event_message
 
-ORIGIN = "http://testserver"
+# The test client's host (pytest-django adds it to ALLOWED_HOSTS), and the
+# origin of a page it serves.
+HOST = "testserver"
+ORIGIN = f"http://{HOST}"
 NO_DATA = object()
 
 
@@ -50,6 +53,7 @@ class Sockets:
         subprotocols: list[str] | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
         origin: str | None = ORIGIN,
+        host: str = HOST,
     ) -> tuple[WebsocketCommunicator, bool, Any]:
         if user is not None:
             token = token_for(user)
@@ -58,7 +62,11 @@ class Sockets:
         communicator = WebsocketCommunicator(
             self.application,
             path,
-            headers=[*([(b"origin", origin.encode())] if origin else []), *(headers or [])],
+            headers=[
+                (b"host", host.encode()),
+                *([(b"origin", origin.encode())] if origin else []),
+                *(headers or []),
+            ],
             subprotocols=subprotocols,
         )
         self.open.append(communicator)

@@ -117,10 +117,23 @@ async def test_it_refuses_a_foreign_origin(sockets, user):
     assert not connected
 
 
-async def test_a_client_that_sends_no_origin_is_let_in(sockets, user):
-    # Scripts and API clients send no Origin; only browsers need the check.
+async def test_a_token_client_that_sends_no_origin_is_let_in(sockets, user):
+    # Scripts and API clients send no Origin; a browser never sends a token by itself.
     _, connected, _ = await sockets.connect(user, origin=None)
     assert connected
+
+
+async def test_a_session_cookie_without_an_origin_is_refused(sockets, session_cookie):
+    _, connected, _ = await sockets.connect(headers=[session_cookie], origin=None)
+    assert not connected
+
+
+@pytest.mark.parametrize("origin", ["http://testserver:9999", "https://testserver"])
+async def test_a_session_cookie_from_another_origin_of_the_same_host_is_refused(
+    sockets, session_cookie, origin
+):
+    _, connected, _ = await sockets.connect(headers=[session_cookie], origin=origin)
+    assert not connected
 
 
 async def test_it_closes_the_socket_when_the_token_expires(sockets, user):

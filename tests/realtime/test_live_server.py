@@ -18,7 +18,7 @@ from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 from django.urls import reverse
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from neonhub.redis import get_redis
@@ -34,16 +34,27 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 START_TIMEOUT = 30.0
 
+# Listed in the servers' CSRF_TRUSTED_ORIGINS; only ever sent as a header.
+TRUSTED_ORIGIN = "https://dashboard.neonhub.example"
+
+SAME_ORIGIN = object()
+
 
 @dataclass
 class Server:
     port: int
     access_log: Path
 
-    def connect(self, path: str = "/ws/agents/", **kwargs) -> ClientConnection:
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def connect(
+        self, path: str = "/ws/agents/", *, origin: object = SAME_ORIGIN, **kwargs
+    ) -> ClientConnection:
         return connect(
             f"ws://127.0.0.1:{self.port}{path}",
-            origin=f"http://127.0.0.1:{self.port}",
+            origin=self.origin if origin is SAME_ORIGIN else origin,
             open_timeout=5,
             close_timeout=2,
             **kwargs,
@@ -67,7 +78,7 @@ def wait_until_listening(process: subprocess.Popen, port: int, output: Path) -> 
 def running_server(logs: Path) -> Iterator[Server]:
     access_log, output = logs / "access.log", logs / "output.log"
     port = free_port()
-    env = child_env(DEBUG="0")
+    env = child_env(DEBUG="0", CSRF_TRUSTED_ORIGINS=TRUSTED_ORIGIN)
     daphne = Path(sys.executable).with_name("daphne")
     command = [str(daphne), "-b", "127.0.0.1", "-p", str(port), "--access-log", str(access_log)]
     with output.open("wb") as sink:
@@ -189,6 +200,57 @@ def test_a_real_client_is_refused_the_sixth_connection_with_4429(server, forget_
     log = server.access_log.read_text()
     assert "WSCONNECT /ws/agents/" in log
     assert token not in log
+
+
+# --- who may open a socket, by Origin --------------------------------------------------
+
+
+def foreign_port(server: Server) -> str:
+    return f"http://127.0.0.1:{9999 if server.port != 9999 else 9998}"
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        pytest.param(foreign_port, id="another-port"),
+        pytest.param(lambda server: "http://localhost:3000", id="another-site"),
+        pytest.param(lambda server: f"http://localhost:{server.port}", id="another-name"),
+        pytest.param(lambda server: None, id="no-origin"),
+    ],
+)
+def test_a_real_server_refuses_a_cookie_socket_not_from_its_own_origin(
+    server, user, origin: Callable[[Server], str | None]
+):
+    with pytest.raises(InvalidStatus) as refused:
+        server.connect(origin=origin(server), additional_headers=cookie_of(user))
+    assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        pytest.param(lambda server: server.origin, id="same-origin"),
+        pytest.param(lambda server: TRUSTED_ORIGIN, id="trusted-origin"),
+    ],
+)
+def test_a_real_server_accepts_a_cookie_socket_from_its_own_or_a_trusted_origin(
+    server, forget_redis_keys, user, origin: Callable[[Server], str]
+):
+    forget_sockets_of(forget_redis_keys, user)
+    with server.connect(origin=origin(server), additional_headers=cookie_of(user)) as client:
+        assert ask(client, "monitoring:subscribe", "agents")["event"] == "subscribed"
+
+
+def test_a_real_server_accepts_a_token_socket_without_an_origin(server, forget_redis_keys, user):
+    forget_sockets_of(forget_redis_keys, user)
+    with server.connect(origin=None, subprotocols=["neonhub.jwt", token_for(user)]) as client:
+        assert ask(client, "monitoring:subscribe", "agents")["event"] == "subscribed"
+
+
+def test_a_real_server_refuses_a_token_socket_from_another_origin(server, user):
+    with pytest.raises(InvalidStatus) as refused:
+        server.connect(origin=foreign_port(server), subprotocols=["neonhub.jwt", token_for(user)])
+    assert refused.value.response.status_code == 403
 
 
 # --- sockets outliving their user's rights ----------------------------------------------
