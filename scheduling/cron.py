@@ -41,6 +41,29 @@ Celery
     Celery's ``crontab`` ANDs day-of-month with day-of-week. :func:`celery_crontab_fields`
     therefore widens both day fields to ``*`` when both are restricted; the dispatcher must then
     filter each firing with :meth:`CronExpression.matches_day`.
+
+Why a parser of our own
+    croniter and cronsim (Healthchecks' library) were weighed. cronsim comes closest: zoneinfo,
+    and the same Vixie DST rule as above with the same fixed-time test. What neither gives:
+
+    * Errors fit for a 400: one sentence naming the field, the entry and the problem
+      (``minute value 99 is out of range 0-59``); cronsim says ``Bad minute``, croniter
+      ``[99 * * * *] is not acceptable, out of range``.
+    * The grammar beat can run, and no more: both accept a seconds field, ``L`` and ``#``;
+      croniter also a reversed range (``5-1``), cronsim ``*`` inside a list. cronsim has no
+      macros. Expressions are bounded (:data:`MAX_EXPRESSION_LENGTH`), as beat's columns are.
+    * Never-fires found when parsing: croniter accepts ``0 0 31 2 *`` and fails only when asked
+      for a run; cronsim also rejects ``0 0 31 2 mon``, which fires every Monday.
+    * The day rule documented in the API: cronsim takes ``*/2`` as unrestricted (Debian's
+      "starts with ``*``"), so ``0 0 */2 * 5`` means odd days *that are* Fridays there.
+    * DST: croniter runs a fixed-time slot twice in a repeated hour (``30 1 * * *`` in New York
+      on 2026-11-01 at 05:30 and 06:30 UTC).
+    * Normalised fields for beat's ``CrontabSchedule`` (names and 7 to numbers, ``a/step`` to
+      ``a-max/step``) and the day-field widening above.
+
+    Parsing and run times need only the standard library; cron-descriptor serves
+    :func:`describe` alone, which falls back to the normalised text. The tests check run times
+    against croniter in UTC, where the two agree.
 """
 
 from __future__ import annotations
@@ -567,11 +590,16 @@ def _description(normalized: str, both_days: bool) -> str:
     # Options() follows the process locale; the product speaks English with a 12-hour clock.
     options.locale_code = "en_US"
     options.use_24hour_time_format = False
+    # The normalised text counts Sunday as 0.
+    options.day_of_week_start_index_zero = True
     descriptor = ExpressionDescriptor(normalized, options)
     text: str = descriptor.get_description()
     if not both_days:
         return text
     # cron-descriptor words the two day fields as if both had to hold; cron needs only one.
+    # No option of the library words them as "either" (its Options hold only casing,
+    # verbosity, locale, the clock and the weekday base), so its day-of-week segment is
+    # reworded: ", only on Friday" becomes ", or on Friday".
     weekdays: str = descriptor.get_description(DescriptionTypeEnum.DAYOFWEEK)
     either = ", or " + weekdays.removeprefix(", ").removeprefix("only ")
     return text.replace(weekdays, either, 1)
