@@ -50,10 +50,10 @@ bench: install
 	@export REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/14}; \
 	redis_pid=$$(bin/ensure-redis) || exit 1; \
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \
-	$(BIN)/python bench/dispatch_lag.py --agents 200 && \
-	$(BIN)/python bench/throughput.py --runs 300 && \
-	$(BIN)/python bench/event_latency.py --clients 50,200 && \
-	$(BIN)/python bench/history.py --rows 20000 --agents 200 --requests 50
+	$(BIN)/python bench/dispatch_lag.py --agents 200 --redis $$REDIS_URL && \
+	$(BIN)/python bench/throughput.py --runs 300 --redis $$REDIS_URL && \
+	$(BIN)/python bench/event_latency.py --clients 50,200 --redis $$REDIS_URL && \
+	$(BIN)/python bench/history.py --rows 20000 --agents 200 --requests 50 --redis $$REDIS_URL
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """Shared helpers for the benchmarks: a throw-away PostgreSQL database, a Redis
-database left as it was found, child processes that always stop, percentiles,
-tables and a description of the machine.
+database left as it was found, a process's memory and CPU time, the load,
+percentiles, tables and a description of the machine. Child processes come
+from ``tests.processes``.
 
 Every benchmark talks only to 127.0.0.1 and bounds its loops in count and time.
 """
@@ -13,18 +14,14 @@ import math
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 BENCH_SECRET_KEY = "bench-secret-key-that-is-long-enough-for-hmac-signing"
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
@@ -110,111 +107,31 @@ def redis_database(url: str = DEFAULT_REDIS) -> Iterator[str]:
 
 
 # --- processes --------------------------------------------------------------------
+# Worker, beat and daphne come from tests.processes (started once setup_django has run, so
+# they share this process's database and Redis); these are the figures taken of them.
 
 
-class Child:
-    """A child process in its own process group, its output in a file."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.log_path = Path(tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")[1])
-        self._log = self.log_path.open("wb")
-        self.popen = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.output()[-3000:]}")
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name}: {text!r} not seen in {timeout} s")
-
-    def rss_mib(self) -> float | None:
-        try:
-            status = Path(f"/proc/{self.popen.pid}/status").read_text()
-        except OSError:
-            return None
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+def rss_mib(pid: int) -> float | None:
+    """Resident memory of a process in MiB, or None once it has gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
         return None
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
-        self._log.close()
-
-    def remove_log(self) -> None:
-        with contextlib.suppress(OSError):
-            self.log_path.unlink()
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
 
 
-def celery(*args: str) -> list[str]:
-    return [str(BIN / "celery"), "-A", "neonhub", *args]
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process and its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_worker(env: dict[str, str], concurrency: int = 8) -> Child:
-    """A worker as the Procfile starts it (thread pool, ``concurrency`` threads)."""
-    worker = Child(
-        "worker",
-        celery(
-            "worker",
-            "--pool=threads",
-            f"--concurrency={concurrency}",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname=bench-{os.getpid()}@%h",
-        ),
-        env,
-    )
-    worker.wait_for("ready.", 60)
-    return worker
-
-
-def start_beat(env: dict[str, str], scheduler: str) -> Child:
-    schedule_dir = tempfile.mkdtemp(prefix="bench-beat-")
-    beat = Child(
-        "beat",
-        celery(
-            "beat",
-            "--loglevel=INFO",
-            f"--scheduler={scheduler}",
-            f"--schedule={schedule_dir}/schedule",
-            "--pidfile=",
-        ),
-        env,
-    )
-    beat.wait_for("beat: Starting...", 60)
-    return beat
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+def load_average() -> list[str]:
+    """The 1-, 5- and 15-minute load averages: the machine is shared."""
+    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 # --- figures ----------------------------------------------------------------------

@@ -45,17 +45,16 @@ from bench.common import (
     DEFAULT_REDIS,
     append_results,
     bench_database,
-    bench_env,
+    load_average,
     machine,
     percentile,
     print_table,
     redis_database,
+    rss_mib,
     seconds,
     setup_django,
-    start_beat,
-    start_worker,
-    wait_until,
 )
+from tests.processes import poll, start_beat, start_worker
 
 SCHEDULERS = {
     "ours": "scheduling.beat:AgentScheduler",
@@ -190,7 +189,7 @@ def drain(app) -> None:
     cancel_waiting()
     app.control.purge()
     cancel_waiting()
-    wait_until(lambda: not ExecutionSession.objects.filter(status="RUNNING").exists(), timeout=120)
+    poll(lambda: not ExecutionSession.objects.filter(status="RUNNING").exists(), 120, 0.25)
     time.sleep(1)
     cancel_waiting()
     ExecutionSession.objects.all().delete()
@@ -275,7 +274,7 @@ def measure_edit(count: int) -> list[dict]:
 
 
 def run_phase(
-    kind: str, count: int, env: dict, worker, *, lead: float, timeout: float, keep_logs: bool
+    kind: str, count: int, worker, *, lead: float, timeout: float, keep_logs: bool
 ) -> dict:
     from agents.models import ExecutionSession
     from neonhub.celery import app
@@ -283,14 +282,14 @@ def run_phase(
     started = utc_now()
     slot = next_minute(started + timedelta(seconds=lead))
     aim_at(slot)
-    beat = start_beat(env, SCHEDULERS[kind])
+    beat = start_beat(scheduler=SCHEDULERS[kind])
     sessions = ExecutionSession.objects.filter(
         trigger="SCHEDULE", created_at__gte=started, agent__owner__username=BENCH_USER
     )
     deadline = (slot - utc_now()).total_seconds() + timeout
-    wait_until(lambda: sessions.values("agent_id").distinct().count() >= count, timeout=deadline)
-    beat_rss, worker_rss = beat.rss_mib(), worker.rss_mib()
-    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    poll(lambda: sessions.values("agent_id").distinct().count() >= count, deadline, 0.25)
+    beat_rss, worker_rss = rss_mib(beat.popen.pid), rss_mib(worker.popen.pid)
+    load = load_average()[0]
     log = beat.output()
     beat.stop()
     if keep_logs:
@@ -533,13 +532,12 @@ def bench_size(size: int, kinds: list[str], args) -> tuple[list[dict], list[dict
         setup_django(database_url, redis_url)
         from django.db import connections
 
-        env = bench_env(database_url, redis_url)
         print(f"\n== {size} agents: creating rows")
         populate(size, next_minute(utc_now() + timedelta(hours=1)))
         print("== timing one edit")
         edits = measure_edit(size)
         stock_load = next(edit for edit in edits if edit["scheduler"] == "stock")["startup_load_s"]
-        worker = start_worker(env)
+        worker = start_worker()
         runs = []
         try:
             for kind in kinds:
@@ -547,7 +545,7 @@ def bench_size(size: int, kinds: list[str], args) -> tuple[list[dict], list[dict
                 timeout = 120.0 if kind == "ours" else args.stock_timeout
                 print(f"== {kind}: slot in about {lead:.0f}-{lead + 60:.0f} s")
                 options = {"lead": lead, "timeout": timeout, "keep_logs": args.keep_logs}
-                runs.append(run_phase(kind, size, env, worker, **options))
+                runs.append(run_phase(kind, size, worker, **options))
                 print(
                     f"   p99 {seconds(runs[-1]['p99_s'], limit=timeout)}, "
                     f"{runs[-1]['queued']}/{size} queued"

@@ -28,7 +28,7 @@ Latency is the moment a client has the frame minus the ``timestamp`` inside it
         --plot docs/performance/event_latency.png
 
 Needs PostgreSQL and Redis on 127.0.0.1. It creates and drops its own database
-and only deletes the Redis keys it created (DB 12 by default).
+and only deletes the Redis keys it created (DB 14 by default).
 """
 
 from __future__ import annotations
@@ -50,17 +50,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     DEFAULT_POSTGRES,
+    DEFAULT_REDIS,
     append_results,
     bench_database,
     bench_env,
+    cpu_seconds,
+    load_average,
     machine,
     percentile,
     print_table,
     redis_database,
+    rss_mib,
     setup_django,
 )
+from tests.processes import start_daphne
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379/12"
 TARGET_P99_MS = 50.0
 CONNECT_PARALLEL = 50
 PUBSUB_CHANNEL = "neonhub:bench:pubsub"
@@ -228,11 +232,6 @@ def shared_rate(rate: float, clients: int) -> float:
     return min(rate / 10, SHARED_FRAMES_PER_SECOND / clients)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def run_phase(
     phase: str, spec: dict, env: dict[str, str], daphne_pid: int, done: Callable[[], bool]
 ) -> tuple[float, float, float]:
@@ -363,17 +362,6 @@ async def run_clients(url, token, agent_ids, hot_id, sizes, env, args, daphne_pi
     return results
 
 
-def rss_mib(pid: int) -> float | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return None
-
-
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -483,12 +471,10 @@ def main() -> None:
             parser.error(f"open file limit {hard} is too low for {largest} clients")
 
     about = machine()
-    load = Path("/proc/loadavg").read_text().split()[:3]
+    load = load_average()
     cap = str(largest + 10)
     with bench_database(args.postgres) as database_url, redis_database(args.redis) as redis_url:
         setup_django(database_url, redis_url, WS_MAX_CONNECTIONS_PER_USER=cap)
-        from tests.processes import start_daphne
-
         agent_ids, hot_id, token = create_agents(largest)
         daphne, port = start_daphne(WS_MAX_CONNECTIONS_PER_USER=cap, DEBUG="0")
         env = bench_env(database_url, redis_url, WS_MAX_CONNECTIONS_PER_USER=cap)
@@ -541,7 +527,7 @@ def main() -> None:
             if complaints:
                 print(f"daphne logged {len(complaints)} warnings or errors, the last ones:")
                 print("\n".join(complaints[-10:]))
-            os.unlink(daphne.log_path)
+            daphne.remove_log()
 
     print(f"\nEvent latency, {about['date']}")
     print(

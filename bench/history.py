@@ -27,7 +27,7 @@ application's own inserts are, and every page's ``total`` is checked.
     python bench/history.py --plot-only --json runs.json --plot history.png
 
 Needs PostgreSQL and Redis on 127.0.0.1. It creates and drops its own database
-and only deletes the Redis keys it created (DB 12 by default).
+and only deletes the Redis keys it created (DB 14 by default).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -47,16 +46,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     DEFAULT_POSTGRES,
+    DEFAULT_REDIS,
     append_results,
     bench_database,
+    load_average,
     machine,
     percentile,
     print_table,
     redis_database,
+    rss_mib,
     setup_django,
 )
+from tests.processes import start_daphne
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379/12"
 LIMIT = 20
 SQL_REPEATS = 5
 TARGET_P95_MS = 30.0
@@ -270,22 +272,6 @@ def check_page(page: dict, offset: int, expected_total: int) -> None:
         raise RuntimeError("the page is not newest first")
 
 
-def load_average() -> list[str]:
-    """The 1-, 5- and 15-minute load averages: the machine is shared."""
-    return Path("/proc/loadavg").read_text().split()[:3]
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return None
-
-
 # --- main -------------------------------------------------------------------------------
 
 
@@ -406,8 +392,6 @@ def main() -> None:
     results = []
     with bench_database(args.postgres) as database_url, redis_database(args.redis) as redis_url:
         setup_django(database_url, redis_url, API_RATE_LIMIT="100000000/1m")
-        from tests.processes import start_daphne
-
         big, ordinary, big_rows, ordinary_rows = load_rows(args.rows, args.agents, args.big_share)
         token = access_token()
         daphne, port = start_daphne(
@@ -444,7 +428,7 @@ def main() -> None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
             daphne.stop()
-            os.unlink(daphne.log_path)
+            daphne.remove_log()
 
     print(f"\nHistory API, {about['date']}")
     print(

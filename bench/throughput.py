@@ -25,7 +25,7 @@ at once; ``SCHEDULER_MAX_CONCURRENT`` stays at its default (5) unless
     python bench/throughput.py --runs 2000 --max-concurrent 8 --profile /tmp/worker.txt
 
 Needs PostgreSQL and Redis on 127.0.0.1. It creates and drops its own database
-and only deletes the Redis keys it created (DB 12 by default).
+and only deletes the Redis keys it created (DB 14 by default).
 """
 
 from __future__ import annotations
@@ -47,21 +47,20 @@ from celery import shared_task
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    BIN,
     DEFAULT_POSTGRES,
-    Child,
+    DEFAULT_REDIS,
     append_results,
     bench_database,
-    bench_env,
-    celery,
+    cpu_seconds,
+    load_average,
     machine,
     print_table,
     redis_database,
+    rss_mib,
     setup_django,
-    wait_until,
 )
+from tests.processes import BIN, Process, poll, start_worker
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379/12"
 NOOP_TASK = "bench.noop"
 HOSTNAME_PREFIX = "bench-throughput"
 WARMUP = 20
@@ -76,33 +75,15 @@ def noop() -> None:
 # --- processes ------------------------------------------------------------------------
 
 
-def start_worker(env: dict[str, str]) -> Worker:
+def start_throughput_worker(queue: str) -> Worker:
     """The Procfile's worker, plus this module so it knows the no-op task."""
-    child = Child(
-        "worker",
-        celery(
-            "worker",
-            "--pool=threads",
-            "--concurrency=8",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname={HOSTNAME_PREFIX}-{os.getpid()}@%h",
-            "--include=bench.throughput",
-        ),
-        env,
+    process = start_worker(
+        hostname=f"{HOSTNAME_PREFIX}-{os.getpid()}@%h", options=["--include=bench.throughput"]
     )
-    child.wait_for("ready.", 60)
-    return Worker(child, env["CELERY_QUEUE"])
+    return Worker(process, queue)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process and its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def task_counts(worker: Child) -> collections.Counter[str]:
+def task_counts(worker: Process) -> collections.Counter[str]:
     """How many tasks of each name the worker has finished, from its log."""
     return collections.Counter(_SUCCEEDED.findall(worker.output()))
 
@@ -149,7 +130,7 @@ def profiling(worker: Worker, path: str | None, duration: int):
 class Worker:
     """The worker process, and the remote control to stop and resume its consuming."""
 
-    def __init__(self, child: Child, queue: str) -> None:
+    def __init__(self, child: Process, queue: str) -> None:
         self.child = child
         self.queue = queue
         self.name = f"{HOSTNAME_PREFIX}-{os.getpid()}@{socket.gethostname()}"
@@ -201,9 +182,7 @@ def measure(
         for index in range(runs):
             enqueue(index)
         enqueue_seconds = time.perf_counter() - started
-    complete = wait_until(
-        lambda: done_count() - before_done >= runs, timeout=timeout, interval=0.02
-    )
+    complete = poll(lambda: done_count() - before_done >= runs, timeout, interval=0.02)
     elapsed = time.perf_counter() - started
     worker_cpu = cpu_seconds(worker.child.popen.pid) - cpu_before
     own_cpu = time.process_time() - own_before
@@ -218,7 +197,7 @@ def measure(
         "seconds": elapsed,
         "enqueue_seconds": enqueue_seconds,
         "per_second": finished / elapsed,
-        "worker_rss_mib": worker.child.rss_mib(),
+        "worker_rss_mib": rss_mib(worker.child.popen.pid),
         "worker_cpu_ms_per_run": 1000 * worker_cpu / max(1, finished),
         "this_process_cpu_ms_per_run": 1000 * own_cpu / max(1, finished),
         "tasks_per_run": {name: count / max(1, finished) for name, count in tasks.items()},
@@ -303,7 +282,7 @@ def main() -> None:
         parser.error("--runs and --agents must be at least 1")
 
     about = machine()
-    load = Path("/proc/loadavg").read_text().split()[:3]
+    load = load_average()
     extra = {"CELERY_QUEUE": f"bench-throughput-{os.getpid()}"}
     if args.max_concurrent:
         extra["SCHEDULER_MAX_CONCURRENT"] = str(args.max_concurrent)
@@ -317,7 +296,7 @@ def main() -> None:
         from django.conf import settings
 
         agents = create_agents(min(args.agents, args.runs))
-        worker = start_worker(bench_env(database_url, redis_url, **extra))
+        worker = start_throughput_worker(extra["CELERY_QUEUE"])
         results: list[tuple[dict, dict]] = []
         try:
             warm_up(worker, agents)

@@ -1,7 +1,11 @@
-"""Start the project's real processes (worker, beat, daphne) for integration tests."""
+"""Start the project's real processes (worker, beat, daphne) for integration tests.
+
+The benchmarks start theirs with the same helpers, once Django is set up on their database.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,8 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 from django.conf import settings
@@ -18,6 +23,8 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+T = TypeVar("T")
 
 
 def test_database_url() -> str:
@@ -85,18 +92,23 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if predicate():
-                return
+                return True
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited early:\n{self.output()[-3000:]}")
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name}: {what} not seen in {timeout} s:\n{self.output()[-3000:]}")
+            return False
+
+        if not poll(ready, timeout, interval=0.1):
+            raise TimeoutError(
+                f"{self.name}: {what} not seen in {timeout} s:\n{self.output()[-3000:]}"
+            )
 
     def signal(self, sig: int) -> None:
         if self.popen.poll() is None:
-            os.killpg(self.popen.pid, sig)
+            # It may still exit between the check and the signal.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
 
     def stop(self, timeout: float = 15) -> None:
         self.signal(signal.SIGTERM)
@@ -107,41 +119,50 @@ class Process:
             self.popen.wait(timeout=5)
         self._log.close()
 
+    def remove_log(self) -> None:
+        with contextlib.suppress(OSError):
+            self.log_path.unlink()
 
-def start_worker(concurrency: int = 8, **env: str) -> Process:
+
+def celery_command(*args: str) -> list[str]:
+    return [str(BIN / "celery"), "-A", "neonhub", *args]
+
+
+def start_worker(
+    concurrency: int = 8, *, hostname: str = "", options: Sequence[str] = (), **env: str
+) -> Process:
+    """A worker as the Procfile starts it (thread pool), once it reports ready."""
+    hostname = hostname or f"test-{os.getpid()}-{time.monotonic_ns()}@%h"
     process = Process(
         "worker",
-        [
-            str(BIN / "celery"),
-            "-A",
-            "neonhub",
+        celery_command(
             "worker",
             "--pool=threads",
             f"--concurrency={concurrency}",
             "--loglevel=INFO",
             "--without-gossip",
             "--without-mingle",
-            f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h",
-        ],
+            f"--hostname={hostname}",
+            *options,
+        ),
         child_env(**env),
     )
     process.wait_for(lambda: "ready." in process.output(), 60, "worker ready")
     return process
 
 
-def start_beat(**env: str) -> Process:
+def start_beat(*, scheduler: str = "", **env: str) -> Process:
+    """Beat with the configured scheduler unless another is named, once it has started."""
     schedule_dir = tempfile.mkdtemp(prefix="neonhub-beat-")
     process = Process(
         "beat",
-        [
-            str(BIN / "celery"),
-            "-A",
-            "neonhub",
+        celery_command(
             "beat",
             "--loglevel=INFO",
             f"--schedule={schedule_dir}/schedule",
             "--pidfile=",
-        ],
+            *([f"--scheduler={scheduler}"] if scheduler else []),
+        ),
         child_env(**env),
     )
     process.wait_for(lambda: "beat: Starting..." in process.output(), 60, "beat start")
@@ -167,12 +188,18 @@ def start_daphne(port: int | None = None, **env: str) -> tuple[Process, int]:
     return process, port
 
 
+def poll(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
+    """Call ``predicate`` until it returns something truthy or ``timeout`` has passed; return
+    its last value."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return value
+
+
 def wait_until(predicate, timeout: float = 30, interval: float = 0.05, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout} s")
+    value = poll(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"{what} not reached within {timeout} s")
+    return value
