@@ -41,22 +41,7 @@
     const buttons = [
       h("button", { type: "button", class: "btn btn-primary", "data-action": "run" }, icon("play"), "Run now"),
     ];
-    if (agent.scheduleExpression) {
-      const paused = !agent.scheduleEnabled;
-      buttons.push(
-        h(
-          "button",
-          {
-            type: "button",
-            class: "btn",
-            "data-action": paused ? "resume" : "pause",
-            "aria-label": (paused ? "Resume" : "Pause") + " the schedule",
-          },
-          icon(paused ? "resume" : "pause"),
-          paused ? "Resume schedule" : "Pause schedule",
-        ),
-      );
-    }
+    if (agent.scheduleExpression) buttons.push(NH.scheduleToggle(agent));
     fill(actions, buttons, keep);
     if (focused) {
       const again = actions.querySelector('[data-action="' + focused + '"]') || actions.querySelector("[data-action]:not([data-action=run])");

@@ -3,7 +3,7 @@
  * - api(): the REST API with the signed-in session (CSRF header, envelope, errors);
  * - LiveSocket: the /ws/agents/ socket, resubscribing and reconnecting with backoff;
  * - RunBoard: progress bars of runs in progress; Feed: the event list;
- * - formatting of times and durations, and a tiny DOM builder.
+ * - formatting of times and durations, a tiny DOM builder, the schedule pause/resume button.
  *
  * Plain browser JavaScript (no build step); everything hangs off window.NeonHub.
  */
@@ -593,6 +593,24 @@
     return button.getAttribute("aria-busy") === "true";
   }
 
+  /** The button that pauses or resumes an agent's schedule. `compact` is for a table row:
+   *  a small button whose label names the agent, since the row holds the only clue. */
+  function scheduleToggle(agent, { compact = false } = {}) {
+    const paused = !agent.scheduleEnabled;
+    const verb = paused ? "Resume" : "Pause";
+    return h(
+      "button",
+      {
+        type: "button",
+        class: compact ? "btn btn-sm btn-toggle" : "btn",
+        "data-action": paused ? "resume" : "pause",
+        "aria-label": verb + " the schedule" + (compact ? " of " + agent.name : ""),
+      },
+      icon(paused ? "resume" : "pause"),
+      compact ? verb : verb + " schedule",
+    );
+  }
+
   window.setInterval(() => refreshRelativeTimes(), 10000);
 
   Object.assign(NH, {
@@ -620,6 +638,7 @@
     embedded,
     busy,
     isBusy,
+    scheduleToggle,
     toDate,
   });
 })();

@@ -105,22 +105,7 @@
       "Run now",
     );
     const buttons = [run];
-    if (agent.scheduleExpression) {
-      const paused = !agent.scheduleEnabled;
-      buttons.push(
-        h(
-          "button",
-          {
-            type: "button",
-            class: "btn btn-sm btn-toggle",
-            "data-action": paused ? "resume" : "pause",
-            "aria-label": (paused ? "Resume" : "Pause") + " the schedule of " + agent.name,
-          },
-          icon(paused ? "resume" : "pause"),
-          paused ? "Resume" : "Pause",
-        ),
-      );
-    }
+    if (agent.scheduleExpression) buttons.push(NH.scheduleToggle(agent, { compact: true }));
     return buttons;
   }
 
