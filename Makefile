@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint format migrate install clean bench
+.PHONY: run test lint format migrate install install-dev clean bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,14 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
+# Test, lint and benchmark tools, on top of the runtime set.
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
 install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
 
 # A newcomer's first run writes a local .env (DEBUG on, a generated secret
 # key) that settings read in every process and manage.py command; the real
@@ -37,7 +44,7 @@ run: install .env
 # The whole suite against real Redis and the database in DATABASE_URL (SQLite
 # by default). Tests use their own Redis database number so a running stack
 # is not disturbed.
-test: install
+test: install-dev
 	@export REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} DEBUG=0; \
 	export SECRET_KEY=$${SECRET_KEY:-test-secret-key-that-is-long-enough-for-hmac}; \
 	redis_pid=$$(bin/ensure-redis) || exit 1; \
@@ -46,7 +53,7 @@ test: install
 
 # Every benchmark at a small size (a few minutes in all); needs PostgreSQL on
 # 127.0.0.1:5432. bench/README.md gives the full sizes.
-bench: install
+bench: install-dev
 	@export REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/14}; \
 	redis_pid=$$(bin/ensure-redis) || exit 1; \
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \
@@ -55,11 +62,11 @@ bench: install
 	$(BIN)/python bench/event_latency.py --clients 50,200 --redis $$REDIS_URL && \
 	$(BIN)/python bench/history.py --rows 20000 --agents 200 --requests 50 --redis $$REDIS_URL
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: install
+format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
