@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from agents.models import ExecutionSession
-from neonhub.redis import get_redis
+from core.redis import get_redis
 from tests.factories import UserFactory
 from tests.processes import start_worker, wait_until
 

@@ -26,6 +26,10 @@ def visible_sessions(user: AbstractBaseUser) -> QuerySet[ExecutionSession]:
     return sessions.filter(agent__owner_id=user.pk)
 
 
+def scheduled_agents() -> QuerySet[AIAgent]:
+    return AIAgent.objects.filter(schedule_enabled=True, schedule_expression__isnull=False)
+
+
 def can_see_agent(user: AbstractBaseUser, agent: AIAgent) -> bool:
     return getattr(user, "is_staff", False) or agent.owner_id == user.pk
 
@@ -49,12 +53,3 @@ def update_agent(agent: AIAgent, **changes: Any) -> AIAgent:
         setattr(agent, field, value)
     agent.save(update_fields=[*changes, "updated_at"])
     return agent
-
-
-@transaction.atomic
-def delete_agent(agent: AIAgent) -> None:
-    # The beat entry must go with the agent, or beat would keep firing it.
-    from scheduling.services import remove_schedule
-
-    remove_schedule(agent)
-    agent.delete()

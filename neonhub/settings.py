@@ -130,8 +130,9 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "channels",
     "agents",
-    "scheduling",
     "realtime",
+    "scheduling",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -140,7 +141,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Before the CSRF check, so every sign-in POST counts, whatever its answer.
-    "agents.sign_in_limit.SignInRateLimitMiddleware",
+    "web.sign_in_limit.SignInRateLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -376,17 +377,17 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
-        "agents.api.renderers.EnvelopeJSONRenderer",
-        "agents.api.renderers.EnvelopeBrowsableAPIRenderer",
+        "web.api.renderers.EnvelopeJSONRenderer",
+        "web.api.renderers.EnvelopeBrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "agents.api.parsers.CamelCaseJSONParser",
+        "web.api.parsers.CamelCaseJSONParser",
         "djangorestframework_camel_case.parser.CamelCaseFormParser",
         "djangorestframework_camel_case.parser.CamelCaseMultiPartParser",
     ],
-    "EXCEPTION_HANDLER": "agents.api.exceptions.envelope_exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["agents.api.throttling.ApiRateThrottle"],
-    "DEFAULT_SCHEMA_CLASS": "agents.api.schema.EnvelopeAutoSchema",
+    "EXCEPTION_HANDLER": "web.api.exceptions.envelope_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["web.api.throttling.ApiRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "web.api.schema.EnvelopeAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Never trust a client-sent X-Forwarded-For: per-address limits would be
     # trivially dodged. Behind a proxy, daphne's --proxy-headers sets the
@@ -422,7 +423,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "CAMELIZE_NAMES": False,
-    "PREPROCESSING_HOOKS": ["agents.api.schema.api_paths_without_trailing_slash"],
+    "PREPROCESSING_HOOKS": ["web.api.schema.api_paths_without_trailing_slash"],
     "ENUM_NAME_OVERRIDES": {
         "AgentStatusEnum": "agents.models.AIAgent.Status",
         "SessionStatusEnum": "agents.models.ExecutionSession.Status",

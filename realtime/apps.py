@@ -33,3 +33,7 @@ class RealtimeConfig(AppConfig):
             sender=user_model,
             dispatch_uid="realtime.close_sockets_of_deleted_user",
         )
+        from observability.collector import registry
+        from realtime.metrics import WebSocketCollector
+
+        registry.register(WebSocketCollector())

@@ -22,7 +22,7 @@ import redis.asyncio
 from django.conf import settings
 from redis.commands.core import AsyncScript
 
-from neonhub.redis import new_async_redis
+from core.redis import fast_redis, new_async_redis
 
 KEY_PREFIX = "neonhub:ws:connections:"
 
@@ -116,3 +116,18 @@ async def count_connections(user_id: object) -> int:
 
 def renewal_interval() -> float:
     return settings.WS_CONNECTION_LEASE_SECONDS / 3
+
+
+def count_open_connections() -> int:
+    """Open sockets of every user on every web process; raises RedisError."""
+    client = fast_redis()
+    seconds, microseconds = client.time()
+    # Leases are scored with the time they run out.
+    now = seconds + microseconds / 1_000_000
+    keys = list(client.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
+    if not keys:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.zcount(key, f"({now}", "+inf")
+    return sum(int(count) for count in pipe.execute())

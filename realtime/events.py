@@ -6,13 +6,13 @@ so a client never hears of a state the database then rolls back.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from agents.models import AIAgent, ExecutionSession, Priority
+from core.dates import iso
 from realtime.groups import (
     SCHEDULER_GROUP,
     STAFF_AGENTS_GROUP,
@@ -26,13 +26,6 @@ AGENT_PROGRESS = "agent:progress"
 AGENT_COMPLETED = "agent:completed"
 AGENT_FAILED = "agent:failed"
 SCHEDULER_STATUS = "scheduler:status"
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    text = moment.astimezone(UTC).isoformat()
-    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
 
 
 def _agent_base(agent: AIAgent) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from scheduling.observability import metrics
+from observability import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -48,9 +48,9 @@ from django_celery_beat.models import PeriodicTask, PeriodicTasks
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from agents.models import AIAgent
+from observability.heartbeats import record_beat_heartbeat
 from scheduling.cron import CronError, celery_crontab_fields, parse_cron
 from scheduling.due_index import DueBatch, DueIndex, ScheduleSpec
-from scheduling.heartbeat import record_beat_heartbeat
 from scheduling.runs import dispatch_due_slots
 from scheduling.services import CRONTAB_FIELDS, DISPATCH_TASK, PERIODIC_TASK_PREFIX
 

@@ -16,7 +16,6 @@ from agents.models import ExecutionSession
 from agents.runners import RunCancelled, RunFailed, UnknownAgentType, get_runner
 from agents.text import storable_text
 from scheduling import runs
-from scheduling.observability import workers  # noqa: F401  (starts the worker heartbeat)
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
@@ -22,12 +23,12 @@ from redis.exceptions import RedisError
 
 from agents.models import AIAgent, ExecutionSession
 from agents.text import storable_text
-from neonhub.redis import fast_redis
+from core.redis import fast_redis
+from observability import metrics
 from realtime import events
 from scheduling import later
 from scheduling.cron import CronError, parse_cron
 from scheduling.due_index import ScheduleSpec, is_fire_time, next_fire
-from scheduling.observability import metrics
 from scheduling.services import refresh_next_run
 
 logger = logging.getLogger(__name__)
@@ -136,9 +137,7 @@ def _flag_key(flag: str) -> str:
     # Flags are per queue: deployments (or test runs) sharing one Redis have
     # their own workers. Celery's configuration, not Django's, is the one
     # that names the queue the tasks actually go to.
-    from neonhub.celery import app
-
-    return f"neonhub:{flag}:{app.conf.task_default_queue}"
+    return f"neonhub:{flag}:{current_app.conf.task_default_queue}"
 
 
 def _first_request(key: str, *, ttl_ms: int) -> bool:

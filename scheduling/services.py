@@ -136,6 +136,13 @@ def remove_schedule(agent: AIAgent) -> AIAgent:
     return agent
 
 
+@transaction.atomic
+def delete_agent(agent: AIAgent) -> None:
+    # The beat entry must go with the agent, or beat would keep firing it.
+    remove_schedule(agent)
+    agent.delete()
+
+
 def _sync_beat_rows(agent: AIAgent, cron: CronExpression) -> None:
     fields = {**celery_crontab_fields(cron), "timezone": agent.schedule_timezone}
     task = agent.periodic_task

@@ -8,8 +8,9 @@ from django.conf import settings
 from django.db.models import Count
 
 from agents.models import AIAgent, ExecutionSession
-from realtime.events import iso
-from scheduling.heartbeat import beat_is_running
+from agents.services import scheduled_agents
+from core.dates import iso
+from observability.heartbeats import beat_is_running
 
 
 def scheduler_stats() -> dict[str, Any]:
@@ -28,10 +29,6 @@ def scheduler_stats() -> dict[str, Any]:
         "queued_tasks_count": counts.get(ExecutionSession.Status.QUEUED, 0),
         "max_concurrent_agents": settings.SCHEDULER_MAX_CONCURRENT,
     }
-
-
-def scheduled_agents():
-    return AIAgent.objects.filter(schedule_enabled=True, schedule_expression__isnull=False)
 
 
 def task_details(agent: AIAgent, *, is_running: bool | None = None) -> dict[str, Any] | None:

@@ -7,9 +7,10 @@ from functools import cache
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .base import RunCancelled, RunContext, RunFailed, Runner
+from .base import ConfigurationError, RunCancelled, RunContext, RunFailed, Runner
 
 __all__ = [
+    "ConfigurationError",
     "RunCancelled",
     "RunContext",
     "RunFailed",

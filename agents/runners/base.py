@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from rest_framework.exceptions import ValidationError
+
+class ConfigurationError(ValueError):
+    """A runner refuses a configuration; ``key`` names the offending entry.
+
+    The API answers it with a 400 under ``configuration.<key>``, the admin as
+    a form error on the configuration field.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
 
 
 class RunCancelled(Exception):
@@ -43,7 +54,7 @@ class Runner:
     description: str = ""
 
     def validate_configuration(self, configuration: dict[str, Any]) -> dict[str, Any]:
-        """Return the configuration to store, or raise ValidationError."""
+        """Return the configuration to store, or raise ConfigurationError."""
         return configuration
 
     def run(self, context: RunContext) -> str:
@@ -56,8 +67,8 @@ class Runner:
         raise NotImplementedError
 
 
-def config_error(field: str, message: str) -> ValidationError:
-    return ValidationError({"configuration": {field: [f"Configuration '{field}': {message}"]}})
+def config_error(key: str, message: str) -> ConfigurationError:
+    return ConfigurationError(key, f"Configuration '{key}': {message}")
 
 
 def expect_number(

@@ -4,9 +4,15 @@ import json
 import threading
 
 import pytest
-from rest_framework.exceptions import ValidationError
 
-from agents.runners import RunCancelled, RunFailed, UnknownAgentType, get_runner, registered_types
+from agents.runners import (
+    ConfigurationError,
+    RunCancelled,
+    RunFailed,
+    UnknownAgentType,
+    get_runner,
+    registered_types,
+)
 from tests.receivers import Receiver
 
 
@@ -77,7 +83,7 @@ def test_demo_with_no_steps_fails_or_succeeds_by_attempt():
     ],
 )
 def test_demo_rejects_bad_configuration(configuration):
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError):
         get_runner("demo").validate_configuration(configuration)
 
 
@@ -161,7 +167,7 @@ def test_webhook_fails_when_the_endpoint_hangs_up_without_answering(settings):
     ],
 )
 def test_webhook_refuses_internal_addresses_unless_allowed(url):
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError):
         get_runner("webhook").validate_configuration({"url": url})
     with pytest.raises(RunFailed, match="internal"):
         get_runner("webhook").run(FakeContext({"url": url}))
@@ -199,7 +205,7 @@ def test_webhook_refuses_a_url_that_parsers_could_read_differently(url):
 )
 def test_webhook_rejects_bad_configuration(configuration, settings):
     settings.AGENT_WEBHOOK_ALLOWED_HOSTS = ["example.com"]
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError):
         get_runner("webhook").validate_configuration(configuration)
 
 
@@ -216,5 +222,5 @@ def test_python_calls_an_allow_listed_function(settings):
 @pytest.mark.parametrize("configuration", [{}, {"callable": 3}, {"callable": "os.system"}])
 def test_python_refuses_anything_not_allow_listed(configuration, settings):
     settings.AGENT_PYTHON_CALLABLES = ["tests.agents.test_runners.report"]
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError):
         get_runner("python").validate_configuration(configuration)

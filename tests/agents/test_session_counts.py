@@ -12,9 +12,9 @@ from django.db import connection, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agents.api.pagination import SHALLOW_ROWS
 from agents.models import AgentSessionCount, AIAgent, ExecutionSession
 from tests.factories import AgentFactory, SessionFactory, UserFactory
+from web.api.pagination import SHALLOW_ROWS
 
 pytestmark = pytest.mark.django_db
 

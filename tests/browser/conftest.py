@@ -9,7 +9,7 @@ import pytest
 from django.db import connections
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from scheduling.heartbeat import beat_is_running
+from observability.heartbeats import beat_is_running
 from tests.factories import UserFactory
 
 # The scheduling tests' real worker, shared rather than copied.

@@ -12,7 +12,7 @@ import pytest
 from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
 
-from neonhub.redis import new_async_redis
+from core.redis import new_async_redis
 from realtime import connections
 from tests.processes import free_port
 from tests.realtime.helpers import Sockets, signed_in

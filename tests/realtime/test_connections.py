@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from neonhub.redis import new_async_redis
+from core.redis import new_async_redis
 from realtime.connections import claim_connection, connections_key, count_connections
 from realtime.groups import agent_group
 from realtime.protocol import CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED

@@ -21,7 +21,7 @@ from django.urls import reverse
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from neonhub.redis import get_redis
+from core.redis import get_redis
 from realtime.connections import connections_key
 from realtime.groups import STAFF_AGENTS_GROUP, agent_group, owner_agents_group, user_group
 from realtime.protocol import CLOSE_TOO_MANY_CONNECTIONS, CLOSE_UNAUTHORIZED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import client_for
-from scheduling.heartbeat import beat_is_running
+from observability.heartbeats import beat_is_running
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory
 from tests.processes import start_beat, wait_until

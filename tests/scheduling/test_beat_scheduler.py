@@ -13,9 +13,9 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTas
 
 from agents.models import AIAgent, ExecutionSession
 from neonhub.celery import app as celery_app
+from observability.heartbeats import BEAT_HEARTBEAT_KEY
 from scheduling import beat as beat_module
 from scheduling.beat import AgentScheduler
-from scheduling.heartbeat import BEAT_HEARTBEAT_KEY
 from scheduling.runs import dispatch_due_slots
 from scheduling.services import remove_schedule, set_schedule
 from tests.factories import AgentFactory
@@ -375,7 +375,7 @@ def test_a_broker_outage_does_not_stop_the_dispatch(
 
 
 def test_every_tick_records_the_heartbeat(clock, make_scheduler):
-    from neonhub.redis import get_redis
+    from core.redis import get_redis
 
     get_redis().delete(BEAT_HEARTBEAT_KEY)
     make_scheduler(clock).tick()

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from agents.models import AIAgent, ExecutionSession
-from neonhub.redis import get_redis
+from core.redis import get_redis
 from scheduling import executor, later, runs, tasks
 from tests.factories import AgentFactory, SessionFactory
 

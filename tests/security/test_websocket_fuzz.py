@@ -23,7 +23,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from websockets.sync.client import ClientConnection, connect
 
-from neonhub.redis import get_redis
+from core.redis import get_redis
 from realtime.connections import connections_key
 from realtime.groups import agent_group, owner_agents_group
 from realtime.protocol import CLIENT_EVENTS, MONITORING_TOPICS

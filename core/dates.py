@@ -1,0 +1,13 @@
+"""Dates as the API, the events and the commands write them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``, or None for no moment."""
+    if moment is None:
+        return None
+    text = moment.astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text

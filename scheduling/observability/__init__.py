@@ -1,1 +1,0 @@
-"""What operators watch: /healthz, /metrics and the worker heartbeat behind them."""

@@ -1,0 +1,466 @@
+"""The Django admin for agents and their runs.
+
+It only parses forms and calls the same services as the API: a schedule is
+saved by ``scheduling.services.set_schedule``, a deletion by
+``scheduling.services.delete_agent`` (so beat rows go with the agent), a run by
+``scheduling.runs``. A bad cron expression is therefore a form error naming
+the problem, never a server error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+
+from agents import services
+from agents.models import AIAgent, ExecutionSession
+from agents.runners import ConfigurationError, get_runner, registered_types
+from scheduling import runs
+from scheduling import services as schedules
+from scheduling.cron import (
+    CronError,
+    TimezoneError,
+    describe,
+    next_run,
+    next_runs,
+    parse_cron,
+    validate_timezone,
+)
+
+SCHEDULE_FIELDS = ("schedule_expression", "schedule_timezone", "priority", "schedule_enabled")
+AGENT_FIELDS = ("name", "agent_type", "configuration")
+LATEST_SESSIONS = 10
+ERROR_PREVIEW = 80
+
+
+def schedule_description(agent: AIAgent) -> str:
+    if not agent.schedule_expression:
+        return ""
+    try:
+        text = describe(parse_cron(agent.schedule_expression))
+    except CronError:
+        return agent.schedule_expression
+    if agent.schedule_timezone != "UTC":
+        text = f"{text} ({agent.schedule_timezone})"
+    return text if agent.schedule_enabled else f"{text} (paused)"
+
+
+class AgentAdminForm(forms.ModelForm):
+    class Meta:
+        model = AIAgent
+        fields = ("owner", *AGENT_FIELDS, *SCHEDULE_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields.get("agent_type")
+        if field is not None:
+            choices = [(name, name) for name in registered_types()]
+            current = self.instance.agent_type if self.instance.pk else None
+            if current and current not in registered_types():
+                # A type a deployment stopped registering: keep the agent editable.
+                choices.append((current, f"{current} (not registered)"))
+            field.widget = forms.Select(choices=choices)
+        if self.instance._state.adding and "schedule_enabled" in self.fields:
+            # A schedule typed into a new agent is meant to run.
+            self.fields["schedule_enabled"].initial = True
+
+    def clean_agent_type(self) -> str:
+        value = self.cleaned_data["agent_type"]
+        unchanged = not self.instance._state.adding and value == self.instance.agent_type
+        if not unchanged and value not in registered_types():
+            raise forms.ValidationError(
+                f"Unknown agent type {value!r}. Valid types: {', '.join(registered_types())}."
+            )
+        return value
+
+    def clean_configuration(self) -> dict[str, Any]:
+        value = self.cleaned_data.get("configuration")
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Configuration must be a JSON object.")
+        return value
+
+    def clean_schedule_expression(self) -> str | None:
+        value = (self.cleaned_data.get("schedule_expression") or "").strip()
+        if not value:
+            return None
+        try:
+            return parse_cron(value).source
+        except CronError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_schedule_timezone(self) -> str:
+        value = self.cleaned_data.get("schedule_timezone") or ""
+        try:
+            return str(validate_timezone(value.strip()))
+        except TimezoneError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        self._check_configuration(data)
+        self._check_schedule(data)
+        return data
+
+    def _check_configuration(self, data: dict[str, Any]) -> None:
+        agent_type = data.get("agent_type")
+        if agent_type not in registered_types() or "configuration" not in data:
+            return
+        if not ({"agent_type", "configuration"} & set(self.changed_data)) and self.instance.pk:
+            return
+        try:
+            data["configuration"] = get_runner(agent_type).validate_configuration(
+                data["configuration"]
+            )
+        except ConfigurationError as exc:
+            self.add_error("configuration", exc.message)
+
+    def _check_schedule(self, data: dict[str, Any]) -> None:
+        expression = data.get("schedule_expression")
+        zone = data.get("schedule_timezone")
+        if expression and zone:
+            try:
+                next_run(parse_cron(expression), zone, after=timezone.now())
+            except CronError as exc:
+                self.add_error("schedule_expression", str(exc))
+        elif not expression and not self.initial.get("schedule_expression"):
+            # An unscheduled agent has no schedule to carry these (the API has the
+            # same rule); clearing an existing expression simply removes the schedule.
+            for field in ("priority", "schedule_timezone"):
+                if field in self.changed_data:
+                    self.add_error(field, "This belongs to the schedule: enter a cron expression.")
+            if "schedule_enabled" in self.changed_data and data.get("schedule_enabled"):
+                self.add_error("schedule_enabled", "Enter a cron expression to enable a schedule.")
+
+
+class LatestSessionsFormSet(BaseInlineFormSet):
+    def get_queryset(self) -> QuerySet[ExecutionSession]:
+        if not hasattr(self, "_latest"):
+            self._latest = super().get_queryset().order_by("-created_at", "-id")[:LATEST_SESSIONS]
+        return self._latest
+
+
+class LatestSessionsInline(admin.TabularInline):
+    model = ExecutionSession
+    formset = LatestSessionsFormSet
+    verbose_name_plural = f"Latest {LATEST_SESSIONS} sessions"
+    fields = (
+        "status",
+        "trigger",
+        "attempt",
+        "scheduled_for",
+        "started_at",
+        "duration",
+        "progress",
+        "error",
+    )
+    readonly_fields = fields
+    show_change_link = True
+    extra = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="duration")
+    def duration(self, session: ExecutionSession) -> str:
+        return format_duration(session.duration_ms)
+
+    @admin.display(description="error")
+    def error(self, session: ExecutionSession) -> str:
+        return Truncator(session.error_message).chars(ERROR_PREVIEW)
+
+
+def format_duration(milliseconds: int | None) -> str:
+    if milliseconds is None:
+        return "-"
+    if milliseconds < 1000:
+        return f"{milliseconds} ms"
+    seconds = milliseconds / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+@admin.register(AIAgent)
+class AIAgentAdmin(admin.ModelAdmin):
+    form = AgentAdminForm
+    list_display = (
+        "name",
+        "agent_type",
+        "owner",
+        "status",
+        "schedule",
+        "priority",
+        "next_run_at",
+        "last_run_at",
+        "schedule_enabled",
+    )
+    list_filter = ("status", "agent_type", "schedule_enabled")
+    search_fields = ("name",)
+    list_select_related = ("owner",)
+    ordering = ("-created_at",)
+    actions = ("run_now", "pause_schedules", "resume_schedules")
+    inlines = (LatestSessionsInline,)
+    readonly_fields = (
+        "status",
+        "schedule",
+        "upcoming_runs",
+        "next_run_at",
+        "last_run_at",
+        "retry_count",
+        "last_error",
+        "beat_entry",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("owner", "name", "agent_type", "configuration")}),
+        (
+            "Schedule",
+            {
+                "description": "Saved through the same rules as the API: the cron expression "
+                "and timezone are checked, and the beat entry follows. Clear the expression "
+                "to remove the schedule.",
+                "fields": (
+                    "schedule_expression",
+                    "schedule_timezone",
+                    "priority",
+                    "schedule_enabled",
+                    "schedule",
+                    "upcoming_runs",
+                    "beat_entry",
+                ),
+            },
+        ),
+        (
+            "Runs",
+            {
+                "description": "Kept up to date by the scheduler; read-only here.",
+                "fields": (
+                    "status",
+                    "next_run_at",
+                    "last_run_at",
+                    "retry_count",
+                    "last_error",
+                    "created_at",
+                    "updated_at",
+                ),
+            },
+        ),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AIAgent | None = None) -> tuple:
+        # An agent stays with the user who created it (the API has no way to move it either).
+        if obj is not None:
+            return ("owner", *self.readonly_fields)
+        return self.readonly_fields
+
+    # --- columns and read-only fields ------------------------------------------------
+
+    @admin.display(description="schedule")
+    def schedule(self, agent: AIAgent) -> str:
+        return schedule_description(agent) or "-"
+
+    @admin.display(description="next runs")
+    def upcoming_runs(self, agent: AIAgent) -> str:
+        if not (agent.schedule_expression and agent.schedule_enabled):
+            return "-"
+        try:
+            times = next_runs(
+                parse_cron(agent.schedule_expression),
+                agent.schedule_timezone,
+                after=timezone.now(),
+                count=5,
+            )
+        except (CronError, TimezoneError):
+            return "-"
+        zone = validate_timezone(agent.schedule_timezone)
+        return format_html_join(
+            ", ",
+            "{}",
+            ((moment.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),) for moment in times),
+        )
+
+    @admin.display(description="beat entry")
+    def beat_entry(self, agent: AIAgent) -> str:
+        if agent.periodic_task_id is None:
+            return "-"
+        url = reverse("admin:django_celery_beat_periodictask_change", args=[agent.periodic_task_id])
+        return format_html('<a href="{}">{}</a>', url, schedules.periodic_task_name(agent))
+
+    # --- saving and deleting ---------------------------------------------------------
+
+    def save_model(self, request: HttpRequest, obj: AIAgent, form: AgentAdminForm, change: bool):
+        data = form.cleaned_data
+        if change:
+            changed = {field: data[field] for field in AGENT_FIELDS if field in form.changed_data}
+            if changed:
+                services.update_agent(obj, **changed)
+        else:
+            created = services.create_agent(
+                owner=data["owner"],
+                name=data["name"],
+                agent_type=data["agent_type"],
+                configuration=data.get("configuration") or {},
+            )
+            # The admin goes on with `obj` (log entry, redirect): make it the saved row.
+            obj.pk = created.pk
+            obj._state.adding = False
+        if set(SCHEDULE_FIELDS) & set(form.changed_data):
+            self._save_schedule(request, obj, data)
+        obj.refresh_from_db()
+
+    def _save_schedule(self, request: HttpRequest, obj: AIAgent, data: dict[str, Any]) -> None:
+        agent = AIAgent.objects.get(pk=obj.pk)
+        if not data.get("schedule_expression"):
+            if agent.schedule_expression or agent.periodic_task_id:
+                schedules.remove_schedule(agent)
+                self.message_user(request, f"The schedule of “{agent}” was removed.")
+            return
+        schedules.set_schedule(
+            agent,
+            expression=data["schedule_expression"],
+            timezone_name=data["schedule_timezone"],
+            priority=data["priority"],
+            enabled=data["schedule_enabled"],
+        )
+
+    def delete_model(self, request: HttpRequest, obj: AIAgent) -> None:
+        schedules.delete_agent(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AIAgent]) -> None:
+        for agent in queryset.select_related("periodic_task"):
+            schedules.delete_agent(agent)
+
+    # --- actions ---------------------------------------------------------------------
+
+    @admin.action(description="Run selected agents now", permissions=["change"])
+    def run_now(self, request: HttpRequest, queryset: QuerySet[AIAgent]) -> None:
+        count = 0
+        for agent in queryset:
+            runs.run_now(agent)
+            count += 1
+        self.message_user(request, f"Queued a run for {_agents(count)}.", messages.SUCCESS)
+
+    @admin.action(description="Pause schedules of selected agents", permissions=["change"])
+    def pause_schedules(self, request: HttpRequest, queryset: QuerySet[AIAgent]) -> None:
+        self._set_enabled(request, queryset, enabled=False)
+
+    @admin.action(description="Resume schedules of selected agents", permissions=["change"])
+    def resume_schedules(self, request: HttpRequest, queryset: QuerySet[AIAgent]) -> None:
+        self._set_enabled(request, queryset, enabled=True)
+
+    def _set_enabled(
+        self, request: HttpRequest, queryset: QuerySet[AIAgent], *, enabled: bool
+    ) -> None:
+        changed = skipped = 0
+        for agent in queryset:
+            if not agent.schedule_expression:
+                skipped += 1
+                continue
+            schedules.set_schedule(agent, enabled=enabled)
+            changed += 1
+        verb = "Resumed" if enabled else "Paused"
+        text = f"{verb} the schedule of {_agents(changed)}."
+        if skipped:
+            text += f" Skipped {_agents(skipped)} without a schedule."
+        self.message_user(request, text, messages.SUCCESS if changed else messages.WARNING)
+
+
+def _agents(count: int) -> str:
+    return f"{count} agent" if count == 1 else f"{count} agents"
+
+
+@admin.register(ExecutionSession)
+class ExecutionSessionAdmin(admin.ModelAdmin):
+    """The run history: written by the scheduler only, so it is read-only here."""
+
+    list_display = (
+        "agent",
+        "status",
+        "trigger",
+        "attempt",
+        "scheduled_for",
+        "started_at",
+        "duration",
+        "progress_percent",
+        "error",
+    )
+    list_filter = ("status", "trigger", ("agent__agent_type", admin.AllValuesFieldListFilter))
+    search_fields = ("agent__name",)
+    list_select_related = ("agent",)
+    ordering = ("-created_at",)
+    date_hierarchy = "created_at"
+    actions = ("cancel_sessions",)
+    fields = (
+        "agent",
+        "status",
+        "trigger",
+        "attempt",
+        "priority",
+        "scheduled_for",
+        "not_before",
+        "started_at",
+        "completed_at",
+        "success",
+        "duration",
+        "progress_percent",
+        "output_summary",
+        "error_message",
+        "worker",
+        "lease_expires_at",
+        "created_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, session: ExecutionSession) -> str:
+        return format_duration(session.duration_ms)
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_percent(self, session: ExecutionSession) -> str:
+        return f"{session.progress}%"
+
+    @admin.display(description="error")
+    def error(self, session: ExecutionSession) -> str:
+        return Truncator(session.error_message).chars(ERROR_PREVIEW)
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        # Sessions are read-only as records, but stopping a run is an operator's job.
+        return request.user.has_perm("agents.change_executionsession")
+
+    @admin.action(description="Cancel selected sessions", permissions=["cancel"])
+    def cancel_sessions(self, request: HttpRequest, queryset: QuerySet[ExecutionSession]) -> None:
+        selected = list(queryset.select_related("agent"))
+        cancelled = sum(1 for session in selected if runs.cancel_session(session))
+        finished = len(selected) - cancelled
+        text = f"Cancelled {cancelled} session{'s' if cancelled != 1 else ''}."
+        if finished:
+            text += f" {finished} had already finished."
+        self.message_user(request, text, messages.SUCCESS if cancelled else messages.WARNING)

@@ -1,0 +1,352 @@
+"""How the API describes itself in OpenAPI (drf-spectacular).
+
+The views hand back bare data; the renderer wraps it as ``{"success": true,
+"data": ...}`` and the exception handler shapes every error. The schema says
+the same: ``EnvelopeAutoSchema`` wraps each success response and adds the
+error responses, ``api_paths_without_trailing_slash`` lists each path once
+(every path also answers with a trailing slash), and the serializers below
+describe the answers the views build by hand. They are used for
+documentation only; nothing validates or renders through them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import (
+    OpenApiSerializerExtension,
+    OpenApiSerializerFieldExtension,
+)
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema_serializer,
+)
+from rest_framework import serializers
+
+from agents.models import AIAgent, Priority
+from web.api.serializers import AgentSerializer, PriorityField, SessionSerializer
+
+# --- envelopes --------------------------------------------------------------------
+
+
+class Enveloped(serializers.Serializer):
+    """A body that already is the whole envelope: the schema must not wrap it again."""
+
+
+class ErrorSerializer(Enveloped):
+    """The error envelope: every 4xx and 5xx answer of the API has this shape."""
+
+    success = serializers.BooleanField(help_text="Always false.")
+    error = serializers.CharField(help_text="One human sentence saying what went wrong.")
+    details = serializers.DictField(
+        child=serializers.JSONField(),
+        required=False,
+        help_text="Per-field messages, for validation errors: field name to a list of "
+        "messages (nested for nested fields).",
+    )
+
+    class Meta:
+        ref_name = "Error"
+
+
+class MessageSerializer(Enveloped):
+    """A success that carries a sentence instead of data (deletions)."""
+
+    success = serializers.BooleanField(help_text="Always true.")
+    message = serializers.CharField(help_text="What was done, in one sentence.")
+
+    class Meta:
+        ref_name = "Message"
+
+
+def success_envelope(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "success": {"type": "boolean", "description": "Always true."},
+            "data": schema,
+        },
+        "required": ["success", "data"],
+    }
+
+
+# --- answers built by hand in the views -------------------------------------------
+
+
+class PaginationSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text="How many items there are in all.")
+    limit = serializers.IntegerField(help_text="The page size used.")
+    offset = serializers.IntegerField(help_text="How many items were skipped.")
+
+
+@extend_schema_serializer(many=False)
+class AgentListSerializer(serializers.Serializer):
+    agents = AgentSerializer(many=True)
+    pagination = PaginationSerializer()
+
+    class Meta:
+        ref_name = "AgentList"
+
+
+@extend_schema_serializer(many=False)
+class SessionListSerializer(serializers.Serializer):
+    sessions = SessionSerializer(many=True, help_text="Newest first.")
+    pagination = PaginationSerializer()
+
+    class Meta:
+        ref_name = "SessionList"
+
+
+class ScheduleRequestSerializer(serializers.Serializer):
+    cron_expression = serializers.CharField(
+        help_text="Five-field cron expression (minute hour day-of-month month day-of-week) "
+        "or a macro: @hourly, @daily, @weekly, @monthly, @yearly.",
+    )
+    priority = PriorityField(required=False, help_text="Default NORMAL.")
+    enabled = serializers.BooleanField(
+        required=False, help_text="false pauses the schedule without losing it. Default true."
+    )
+    timezone = serializers.CharField(
+        required=False,
+        help_text="IANA timezone the expression is read in, e.g. Europe/Berlin. Default UTC.",
+    )
+
+    class Meta:
+        ref_name = "ScheduleRequest"
+
+
+class TaskDetailsSerializer(serializers.Serializer):
+    agent_id = serializers.UUIDField()
+    agent_name = serializers.CharField()
+    priority = serializers.IntegerField(
+        min_value=1, max_value=4, help_text="LOW=1, NORMAL=2, HIGH=3, CRITICAL=4."
+    )
+    next_run_time = serializers.DateTimeField(allow_null=True)
+    retry_count = serializers.IntegerField(help_text="Failed attempts since the last success.")
+    last_error = serializers.CharField(allow_null=True)
+    is_running = serializers.BooleanField()
+
+    class Meta:
+        ref_name = "TaskDetails"
+
+
+class ScheduleSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    schedule_expression = serializers.CharField(allow_null=True)
+    schedule_enabled = serializers.BooleanField()
+    schedule_timezone = serializers.CharField()
+    priority = PriorityField()
+    next_run_at = serializers.DateTimeField(allow_null=True, help_text="null while disabled.")
+
+    class Meta:
+        ref_name = "Schedule"
+
+
+class ScheduleDetailSerializer(ScheduleSerializer):
+    last_run_at = serializers.DateTimeField(allow_null=True)
+    status = serializers.ChoiceField(choices=AIAgent.Status.choices)
+    description = serializers.CharField(
+        allow_null=True, help_text='The schedule in plain English, e.g. "At 09:00 AM".'
+    )
+    upcoming_runs = serializers.ListField(
+        child=serializers.DateTimeField(), help_text="The next 5 run times; empty while disabled."
+    )
+    task_details = TaskDetailsSerializer(allow_null=True, help_text="null without a schedule.")
+
+    class Meta:
+        ref_name = "ScheduleDetail"
+
+
+class SchedulerStatsSerializer(serializers.Serializer):
+    is_running = serializers.BooleanField(
+        help_text="True only while a beat process has reported in recently."
+    )
+    scheduled_tasks_count = serializers.IntegerField(help_text="Agents with an enabled schedule.")
+    running_agents_count = serializers.IntegerField()
+    queued_tasks_count = serializers.IntegerField(help_text="Runs waiting for a free slot.")
+    max_concurrent_agents = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "SchedulerStats"
+
+
+class SchedulerStatusSerializer(SchedulerStatsSerializer):
+    tasks = TaskDetailsSerializer(
+        many=True, help_text="Every scheduled agent the user can see, next run first."
+    )
+
+    class Meta:
+        ref_name = "SchedulerStatus"
+
+
+class RunQueuedSerializer(serializers.Serializer):
+    session_id = serializers.UUIDField()
+    status = serializers.CharField(
+        help_text="Always QUEUED: a worker starts it when a slot is free."
+    )
+
+    class Meta:
+        ref_name = "RunQueued"
+
+
+class PriorityFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "web.api.serializers.PriorityField"
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        return {"type": "string", "enum": [priority.name for priority in Priority]}
+
+
+class AgentSerializerExtension(OpenApiSerializerExtension):
+    """``configuration`` is a JSONField, which alone would document "any value"."""
+
+    target_class = "web.api.serializers.AgentSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["properties"]["configuration"] = {
+            "type": "object",
+            "additionalProperties": {},
+            "description": "Runner settings, stored and returned exactly as sent: their keys "
+            "are never case-converted. See the agent types for what each runner reads.",
+        }
+        return schema
+
+
+class SessionSerializerExtension(OpenApiSerializerExtension):
+    """``duration`` is null until the attempt has finished."""
+
+    target_class = "web.api.serializers.SessionSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["properties"]["duration"] = {
+            **schema["properties"]["duration"],
+            "nullable": True,
+            "description": "Milliseconds from start to finish; null until finished.",
+        }
+        return schema
+
+
+# --- parameters -------------------------------------------------------------------
+
+AGENT_ID = OpenApiParameter(
+    "agent_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The agent's id."
+)
+ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The agent's id.")
+SESSION_ID = OpenApiParameter(
+    "session_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The session's id."
+)
+PAGE = [
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        OpenApiParameter.QUERY,
+        description="Page size, 1 to 100.",
+    ),
+    OpenApiParameter(
+        "offset",
+        {"type": "integer", "minimum": 0, "default": 0},
+        OpenApiParameter.QUERY,
+        description="How many items to skip.",
+    ),
+]
+
+
+# --- the schema class and the path hook -------------------------------------------
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "schema": {"type": "integer"},
+        "description": "Seconds until the rate-limit window resets.",
+    }
+}
+
+
+class EnvelopeAutoSchema(AutoSchema):
+    """Describes responses as clients receive them: inside the envelope, errors included."""
+
+    def map_parsers(self) -> list[str]:
+        # The form parsers serve the browsable API; clients send JSON.
+        return ["application/json"]
+
+    def _get_response_for_code(
+        self,
+        serializer: Any,
+        status_code: str,
+        media_types: Any = None,
+        direction: str = "response",
+    ) -> dict[str, Any]:
+        response = super()._get_response_for_code(serializer, status_code, media_types, direction)
+        if status_code.startswith("2") and not _is_enveloped(serializer):
+            for media in response.get("content", {}).values():
+                media["schema"] = success_envelope(media["schema"])
+        if status_code == "429":
+            response["headers"] = RETRY_AFTER
+        return response
+
+    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+        responses = super()._get_response_bodies(direction)
+        for code, response in self._error_responses().items():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(response, code, direction=direction)
+        return dict(sorted(responses.items()))
+
+    def _error_responses(self) -> dict[str, OpenApiResponse]:
+        errors: dict[str, OpenApiResponse] = {}
+        has_body = self.method in ("POST", "PUT", "PATCH") and bool(self.get_request_serializer())
+        takes_input = has_body or any(
+            parameter.get("in") == "query" for parameter in self._get_parameters()
+        )
+        if takes_input:
+            errors["400"] = _error(
+                "The request is not valid: `error` names the first problem, `details` "
+                "lists them per field."
+            )
+        if self.view.get_authenticators():
+            errors["401"] = _error("The access token is missing, expired or not valid.")
+        else:
+            errors["401"] = _error("The credentials or the token are not valid.")
+        if "{" in self.path:
+            errors["404"] = _error(
+                "No such item, or one that belongs to another user (the answer is the same, "
+                'so ids do not leak), e.g. "Agent not found".'
+            )
+        errors["405"] = _error("The path does not take this method.")
+        errors["429"] = _error("Too many requests: wait for `Retry-After` seconds.")
+        return errors
+
+
+def _is_enveloped(serializer: Any) -> bool:
+    if isinstance(serializer, OpenApiResponse):
+        serializer = serializer.response
+    return isinstance(force_instance(serializer), Enveloped)
+
+
+def api_paths_without_trailing_slash(endpoints: list[tuple]) -> list[tuple]:
+    """Each /api/ path once, without its trailing slash.
+
+    The URL patterns end in ``/?`` so both spellings answer; the schema shows
+    one. Paths outside /api/ (pages, health checks) are not part of this
+    contract's envelope and stay out of it.
+    """
+    seen: set[tuple[str, str]] = set()
+    result = []
+    for path, path_regex, method, callback in endpoints:
+        if not path.startswith("/api/"):
+            continue
+        path = path.rstrip("/")
+        if (path, method) in seen:
+            continue
+        seen.add((path, method))
+        result.append((path, path_regex, method, callback))
+    return result

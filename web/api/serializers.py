@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from agents.models import AIAgent, ExecutionSession, Priority
+from agents.runners import ConfigurationError, UnknownAgentType, get_runner, registered_types
+from agents.text import is_storable
+
+PRIORITY_NAMES = {choice.value: choice.name for choice in Priority}
+PRIORITY_VALUES = {name: value for value, name in PRIORITY_NAMES.items()}
+
+
+def _all_text_storable(value: Any) -> bool:
+    """Whether every key and string can be stored and sent back: PostgreSQL's
+    jsonb refuses NUL, and nothing can encode an unpaired surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not is_storable(item):
+            return False
+    return True
+
+
+class PriorityField(serializers.Field):
+    """Priorities travel as names (LOW ... CRITICAL) and are stored as numbers."""
+
+    default_error_messages = {
+        "invalid": "Priority must be one of LOW, NORMAL, HIGH, CRITICAL; got {value!r}.",
+    }
+
+    def to_representation(self, value: int) -> str:
+        return PRIORITY_NAMES[value]
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, str) and data.upper() in PRIORITY_VALUES:
+            return PRIORITY_VALUES[data.upper()]
+        self.fail("invalid", value=data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON true/false: "yes" or 1 are rejected rather than guessed at."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid")
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    priority = PriorityField(read_only=True)
+    configuration = serializers.JSONField(required=False)
+
+    class Meta:
+        model = AIAgent
+        fields = [
+            "id",
+            "name",
+            "agent_type",
+            "status",
+            "configuration",
+            "schedule_expression",
+            "schedule_enabled",
+            "schedule_timezone",
+            "priority",
+            "next_run_at",
+            "last_run_at",
+            "retry_count",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "status",
+            "schedule_expression",
+            "schedule_enabled",
+            "schedule_timezone",
+            "next_run_at",
+            "last_run_at",
+            "retry_count",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
+
+    def validate_name(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("Name must not be blank.")
+        return value.strip()
+
+    def validate_agent_type(self, value: str) -> str:
+        try:
+            get_runner(value)
+        except UnknownAgentType:
+            raise serializers.ValidationError(
+                f"Unknown agent type {value!r}. Valid types: {', '.join(registered_types())}."
+            ) from None
+        return value
+
+    def validate_configuration(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Configuration must be a JSON object.")
+        if not _all_text_storable(value):
+            raise serializers.ValidationError(
+                "Configuration text must be valid Unicode without NUL characters."
+            )
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        agent_type = attrs.get("agent_type") or getattr(self.instance, "agent_type", None)
+        configuration = attrs.get(
+            "configuration", getattr(self.instance, "configuration", None) or {}
+        )
+        if agent_type and ("configuration" in attrs or "agent_type" in attrs):
+            try:
+                attrs["configuration"] = get_runner(agent_type).validate_configuration(
+                    configuration
+                )
+            except ConfigurationError as exc:
+                raise serializers.ValidationError(
+                    {"configuration": {exc.key: [exc.message]}}
+                ) from None
+        return attrs
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    agent_id = serializers.UUIDField(read_only=True)
+    duration = serializers.IntegerField(
+        source="duration_ms", read_only=True, allow_null=True, help_text="Milliseconds."
+    )
+
+    class Meta:
+        model = ExecutionSession
+        fields = [
+            "id",
+            "agent_id",
+            "status",
+            "trigger",
+            "attempt",
+            "scheduled_for",
+            "started_at",
+            "completed_at",
+            "success",
+            "duration",
+            "output_summary",
+            "error_message",
+            "progress",
+            "created_at",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from django.urls import include, path, re_path
+from rest_framework.routers import SimpleRouter
+
+from web.api.views import schedules, sessions
+from web.api.views.agents import AgentViewSet
+from web.api.views.auth import TokenRefresh, TokenView
+
+
+class OptionalSlashRouter(SimpleRouter):
+    """Every route answers with and without its trailing slash."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
+router.register("agents", AgentViewSet, basename="agent")
+
+AGENT = r"agents/(?P<agent_id>[^/]+)"
+SESSION = r"sessions/(?P<session_id>[^/]+)"
+
+urlpatterns = [
+    re_path(r"^auth/token/?$", TokenView.as_view(), name="token"),
+    re_path(r"^auth/token/refresh/?$", TokenRefresh.as_view(), name="token-refresh"),
+    # Before the router, whose agents/<id> would otherwise claim "scheduler".
+    re_path(r"^agents/scheduler/status/?$", schedules.scheduler_status, name="scheduler-status"),
+    re_path(
+        rf"^{AGENT}/schedule/status/?$", schedules.agent_schedule_status, name="schedule-status"
+    ),
+    re_path(rf"^{AGENT}/schedule/?$", schedules.agent_schedule, name="agent-schedule"),
+    re_path(rf"^{AGENT}/run/?$", sessions.run_agent, name="agent-run"),
+    re_path(rf"^{AGENT}/sessions/?$", sessions.agent_sessions, name="agent-sessions"),
+    re_path(rf"^{SESSION}/cancel/?$", sessions.cancel_session, name="session-cancel"),
+    re_path(rf"^{SESSION}/?$", sessions.session_detail, name="session-detail"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents.models import AIAgent, ExecutionSession
+from agents.services import scheduled_agents, visible_agents
+from scheduling import services
+from scheduling.cron import CronError, TimezoneError, describe, next_runs, parse_cron
+from scheduling.stats import scheduler_stats, task_details
+from web.api.renderers import MessageResponse
+from web.api.schema import (
+    AGENT_ID,
+    MessageSerializer,
+    ScheduleDetailSerializer,
+    ScheduleRequestSerializer,
+    SchedulerStatsSerializer,
+    SchedulerStatusSerializer,
+    ScheduleSerializer,
+)
+from web.api.serializers import PriorityField, StrictBooleanField
+from web.api.views.lookups import get_visible_agent
+
+
+class ScheduleInputSerializer(serializers.Serializer):
+    # Any JSON value: a non-string must be rejected, not turned into text.
+    cron_expression = serializers.JSONField(required=False)
+    priority = PriorityField(required=False)
+    enabled = StrictBooleanField(required=False)
+    timezone = serializers.JSONField(required=False)
+
+
+def _schedule_summary(agent: AIAgent) -> dict[str, Any]:
+    return {
+        "id": str(agent.pk),
+        "name": agent.name,
+        "schedule_expression": agent.schedule_expression,
+        "schedule_enabled": agent.schedule_enabled,
+        "schedule_timezone": agent.schedule_timezone,
+        "priority": PriorityField().to_representation(agent.priority),
+        "next_run_at": agent.next_run_at,
+    }
+
+
+def _schedule_detail(agent: AIAgent) -> dict[str, Any]:
+    data = {
+        **_schedule_summary(agent),
+        "last_run_at": agent.last_run_at,
+        "status": agent.status,
+        "description": None,
+        "upcoming_runs": [],
+        "task_details": task_details(agent),
+    }
+    if agent.schedule_expression:
+        cron = parse_cron(agent.schedule_expression)
+        data["description"] = describe(cron)
+        if agent.schedule_enabled:
+            data["upcoming_runs"] = next_runs(
+                cron, agent.schedule_timezone, after=timezone.now(), count=5
+            )
+    return data
+
+
+def _change_schedule(agent: AIAgent, data: dict[str, Any], *, creating: bool) -> AIAgent:
+    serializer = ScheduleInputSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    values = serializer.validated_data
+    if creating and "cron_expression" not in values:
+        raise ValidationError({"cron_expression": ["cronExpression is required."]})
+    changes: dict[str, Any] = {}
+    if "cron_expression" in values:
+        changes["expression"] = values["cron_expression"]
+    if "timezone" in values:
+        changes["timezone_name"] = values["timezone"]
+    if "priority" in values:
+        changes["priority"] = values["priority"]
+    if "enabled" in values:
+        changes["enabled"] = values["enabled"]
+    try:
+        return services.set_schedule(agent, **changes)
+    except CronError as exc:
+        raise ValidationError({"cron_expression": [str(exc)]}) from None
+    except TimezoneError as exc:
+        raise ValidationError({"timezone": [str(exc)]}) from None
+    except services.NoSchedule as exc:
+        raise ValidationError({"cron_expression": [str(exc)]}) from None
+
+
+@extend_schema(tags=["schedules"], parameters=[AGENT_ID])
+@extend_schema(
+    methods=["GET"],
+    operation_id="getSchedule",
+    summary="An agent's schedule, its next 5 runs and its beat entry",
+    responses=ScheduleDetailSerializer,
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="setSchedule",
+    summary="Schedule an agent (or replace its schedule)",
+    request=ScheduleRequestSerializer,
+    responses=ScheduleSerializer,
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="changeSchedule",
+    summary="Change an existing schedule; pause or resume with enabled",
+    request=ScheduleRequestSerializer,
+    responses=ScheduleSerializer,
+)
+@extend_schema(
+    methods=["DELETE"],
+    operation_id="deleteSchedule",
+    summary="Unschedule an agent",
+    responses={200: MessageSerializer},
+)
+@api_view(["GET", "POST", "PATCH", "DELETE"])
+def agent_schedule(request: Request, agent_id: str) -> Response:
+    agent = get_visible_agent(request, agent_id)
+    if request.method == "GET":
+        return Response(_schedule_detail(agent))
+    if request.method == "DELETE":
+        services.remove_schedule(agent)
+        return MessageResponse("Agent unscheduled successfully")
+    if not isinstance(request.data, dict):
+        raise ValidationError("The request body must be a JSON object.")
+    agent = _change_schedule(agent, request.data, creating=request.method == "POST")
+    return Response(_schedule_summary(agent))
+
+
+@extend_schema(
+    tags=["schedules"],
+    operation_id="getAgentSchedulerStatus",
+    summary="The scheduler's figures, seen from one agent",
+    parameters=[AGENT_ID],
+    responses=SchedulerStatsSerializer,
+)
+@api_view(["GET"])
+def agent_schedule_status(request: Request, agent_id: str) -> Response:
+    get_visible_agent(request, agent_id)
+    return Response(scheduler_stats())
+
+
+@extend_schema(
+    tags=["schedules"],
+    operation_id="getSchedulerStatus",
+    summary="The scheduler's figures and every scheduled agent the user can see",
+    responses=SchedulerStatusSerializer,
+)
+@api_view(["GET"])
+def scheduler_status(request: Request) -> Response:
+    agents = list(
+        scheduled_agents()
+        .filter(pk__in=visible_agents(request.user).values("pk"))
+        .order_by("next_run_at", "name")
+    )
+    running = set(
+        ExecutionSession.objects.filter(
+            status=ExecutionSession.Status.RUNNING, agent__in=agents
+        ).values_list("agent_id", flat=True)
+    )
+    stats = scheduler_stats()
+    stats["tasks"] = [task_details(agent, is_running=agent.pk in running) for agent in agents]
+    return Response(stats)

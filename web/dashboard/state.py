@@ -1,0 +1,137 @@
+"""What the dashboard pages show, in the same shape the REST API answers with.
+
+The pages render this on the server and embed it for their scripts, which
+then keep it current from WebSocket events and the REST API. Using the API's
+serializers and camelCase keys means the scripts handle one shape whichever
+way the data came.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+from djangorestframework_camel_case.util import camelize
+
+from agents.models import AgentSessionCount, AIAgent, ExecutionSession
+from agents.services import visible_agents
+from core.dates import iso
+from scheduling.cron import CronError, describe, next_runs, parse_cron
+from scheduling.stats import camel_stats, scheduler_stats
+from web.api.serializers import AgentSerializer, SessionSerializer
+
+# One page of GET /api/agents, so a re-read over REST is a single request.
+MAX_AGENTS = 100
+HISTORY_PAGE_SIZE = 10
+CHART_RUNS = 30
+UPCOMING_RUNS = 5
+
+Status = ExecutionSession.Status
+
+
+def _agent_data(agent: AIAgent) -> dict[str, Any]:
+    data = dict(AgentSerializer(agent).data)
+    # The user's own document is not shown here, and must never be camelized.
+    data.pop("configuration", None)
+    return camelize(data)
+
+
+def session_data(session: ExecutionSession | None) -> dict[str, Any] | None:
+    if session is None:
+        return None
+    return camelize(dict(SessionSerializer(session).data))
+
+
+def schedule_description(agent: AIAgent) -> str | None:
+    if not agent.schedule_expression:
+        return None
+    try:
+        return describe(parse_cron(agent.schedule_expression))
+    except CronError:
+        # Written before a stricter rule, or edited behind the service's back.
+        return agent.schedule_expression
+
+
+def upcoming_runs(agent: AIAgent, *, even_paused: bool = False) -> list[str]:
+    if not agent.schedule_expression or not (agent.schedule_enabled or even_paused):
+        return []
+    try:
+        cron = parse_cron(agent.schedule_expression)
+        runs = next_runs(cron, agent.schedule_timezone, after=timezone.now(), count=UPCOMING_RUNS)
+    except (CronError, ValueError):
+        return []
+    return [iso(run) for run in runs]
+
+
+def scheduler_summary() -> dict[str, Any]:
+    return {**camel_stats(scheduler_stats()), "timestamp": iso(timezone.now())}
+
+
+def _latest_sessions(agent_ids: list, statuses: tuple[str, ...]) -> dict[Any, ExecutionSession]:
+    """Each agent's newest session among ``statuses``, in two queries whatever the count."""
+    newest = (
+        ExecutionSession.objects.filter(agent=OuterRef("pk"), status__in=statuses)
+        .order_by("-created_at", "-id")
+        .values("pk")[:1]
+    )
+    ids = (
+        AIAgent.objects.filter(pk__in=agent_ids)
+        .annotate(session_id=Subquery(newest))
+        .exclude(session_id=None)
+        .values_list("session_id", flat=True)
+    )
+    return {
+        session.agent_id: session for session in ExecutionSession.objects.filter(pk__in=list(ids))
+    }
+
+
+def dashboard_state(user: AbstractBaseUser) -> dict[str, Any]:
+    agents_qs = visible_agents(user).order_by("-created_at", "id")
+    total = agents_qs.count()
+    agents = list(agents_qs[:MAX_AGENTS])
+    ids = [agent.pk for agent in agents]
+    finished = _latest_sessions(ids, tuple(ExecutionSession.FINISHED))
+    # A running session says more than a queued one behind it.
+    active = {
+        **_latest_sessions(ids, (Status.QUEUED,)),
+        **_latest_sessions(ids, (Status.RUNNING,)),
+    }
+    rows = []
+    for agent in agents:
+        row = _agent_data(agent)
+        row["description"] = schedule_description(agent)
+        # Lets the page move on to the next slot by itself when one passes.
+        # (A paused rule's slots too: they are right again once it is resumed.)
+        row["upcomingRuns"] = upcoming_runs(agent, even_paused=True)
+        row["lastSession"] = session_data(finished.get(agent.pk))
+        row["activeSession"] = session_data(active.get(agent.pk))
+        rows.append(row)
+    return {
+        "agents": rows,
+        "total": total,
+        "scheduler": scheduler_summary(),
+        "statusInterval": settings.SCHEDULER_STATUS_INTERVAL,
+    }
+
+
+def agent_state(agent: AIAgent) -> dict[str, Any]:
+    recent = list(agent.sessions.order_by("-created_at", "-id")[:CHART_RUNS])
+    active = next((s for s in recent if s.status == Status.RUNNING), None) or next(
+        (s for s in recent if s.status == Status.QUEUED), None
+    )
+    return {
+        "agent": _agent_data(agent),
+        "schedule": {
+            "description": schedule_description(agent),
+            "upcomingRuns": upcoming_runs(agent),
+        },
+        "sessions": [session_data(session) for session in recent],
+        "sessionsTotal": AgentSessionCount.total_for(agent.pk),
+        "activeSession": session_data(active),
+        "pageSize": HISTORY_PAGE_SIZE,
+        "scheduler": scheduler_summary(),
+        "statusInterval": settings.SCHEDULER_STATUS_INTERVAL,
+    }

@@ -1,0 +1,38 @@
+"""The token endpoints' per-address limit, applied to the HTML sign-in forms too.
+
+The dashboard's, the admin's and the browsable API's sign-in forms are plain
+Django views outside DRF's throttling, so this middleware counts their POSTs
+with ``TokenRateThrottle``, in the same Redis counter: an address has one
+budget of password guesses (``API_TOKEN_RATE_LIMIT``) wherever it makes them.
+Showing a form checks no password, so GETs are not counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from django.utils.deprecation import MiddlewareMixin
+
+from web.api.throttling import TokenRateThrottle
+
+SIGN_IN_VIEWS = frozenset({"dashboard:login", "admin:login", "rest_framework:login"})
+
+
+class SignInRateLimitMiddleware(MiddlewareMixin):
+    def process_view(
+        self, request: HttpRequest, view_func: Callable, view_args: tuple, view_kwargs: dict
+    ) -> HttpResponse | None:
+        if request.method != "POST" or request.resolver_match.view_name not in SIGN_IN_VIEWS:
+            return None
+        throttle = TokenRateThrottle()
+        if throttle.allow_request(request, view_func):
+            return None
+        retry_after = throttle.wait()
+        response = HttpResponse(
+            f"Too many sign-in attempts from your address. Try again in {retry_after} seconds.\n",
+            status=429,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = str(retry_after)
+        return response
