@@ -13,7 +13,7 @@ admin and the two-way mirror all keep working) but splits the entries:
   :mod:`scheduling.cron` in the schedule's timezone, so beat fires exactly
   what the preview (``nextRunAt``, ``upcomingRuns``) shows, DST and cron's day
   rule included. At each slot every due agent is queued with bulk inserts of a
-  few thousand rows each (:func:`scheduling.runs.dispatch_due_slots`) and one
+  few thousand rows each (:func:`scheduling.dispatch.dispatch_due_slots`) and one
   admission request, instead of one message and one task per agent.
 * Every other entry (the scheduler's own tick and status entries, anything an
   operator adds) is handled by ``DatabaseScheduler`` itself, unchanged.
@@ -50,8 +50,8 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from agents.models import AIAgent
 from observability.heartbeats import record_beat_heartbeat
 from scheduling.cron import CronError, celery_crontab_fields, parse_cron
+from scheduling.dispatch import dispatch_due_slots
 from scheduling.due_index import DueBatch, DueIndex, ScheduleSpec
-from scheduling.runs import dispatch_due_slots
 from scheduling.services import CRONTAB_FIELDS, DISPATCH_TASK, PERIODIC_TASK_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,6 @@ AGENT_TASKS = Q(
     agent__isnull=False,
 )
 
-DEFAULT_CATCHUP_SECONDS = 300
-MIN_CATCHUP_SECONDS = 60
 # Rows whose change stamp is this close to the newest one seen are looked at
 # again: a transaction may commit after a later one, and writers' clocks differ.
 CHANGE_MARGIN = timedelta(seconds=60)
@@ -93,10 +91,9 @@ def _utc_now() -> datetime:
 
 
 def catchup_window() -> timedelta:
-    """How old a missed slot may be and still fire; never under a minute, since
-    beat wakes a little after each slot and a slot fired late is not missed."""
-    seconds = getattr(settings, "SCHEDULER_CATCHUP_SECONDS", DEFAULT_CATCHUP_SECONDS)
-    return timedelta(seconds=max(seconds, MIN_CATCHUP_SECONDS))
+    """How old a missed slot may be and still fire (settings keep it at least a
+    minute: beat wakes a little after each slot, and a slot fired late is not missed)."""
+    return timedelta(seconds=settings.SCHEDULER_CATCHUP_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -251,17 +248,7 @@ def _spec(
         return None
 
 
-class _SlotKwargMixin:
-    def apply_async(self, entry, producer=None, advance=True, **kwargs):
-        # An agent entry left to DatabaseScheduler (no agent linked) still
-        # names its slot, so a run keeps it even if the message waits.
-        if entry.task == DISPATCH_TASK:
-            slot = timezone.now().replace(second=0, microsecond=0)
-            entry.kwargs = {**(entry.kwargs or {}), "scheduled_for": slot.isoformat()}
-        return super().apply_async(entry, producer, advance, **kwargs)
-
-
-class AgentScheduler(_SlotKwargMixin, DatabaseScheduler):
+class AgentScheduler(DatabaseScheduler):
     """See the module docstring. ``clock`` (aware UTC datetimes) is for tests."""
 
     def __init__(self, *args, clock: Callable[[], datetime] | None = None, **kwargs) -> None:
@@ -274,6 +261,14 @@ class AgentScheduler(_SlotKwargMixin, DatabaseScheduler):
 
     def enabled_models_qs(self):
         return super().enabled_models_qs().exclude(AGENT_TASKS)
+
+    def apply_async(self, entry, producer=None, advance=True, **kwargs):
+        # An agent entry left to DatabaseScheduler (no agent linked) still
+        # names its slot, so a run keeps it even if the message waits.
+        if entry.task == DISPATCH_TASK:
+            slot = timezone.now().replace(second=0, microsecond=0)
+            entry.kwargs = {**(entry.kwargs or {}), "scheduled_for": slot.isoformat()}
+        return super().apply_async(entry, producer, advance, **kwargs)
 
     def tick(self, *args, **kwargs) -> float:
         record_beat_heartbeat()
@@ -368,17 +363,4 @@ class AgentScheduler(_SlotKwargMixin, DatabaseScheduler):
             logger.warning("Could not record the last run of agent entries", exc_info=True)
 
 
-class PerEntryScheduler(_SlotKwargMixin, DatabaseScheduler):
-    """The previous scheduler: stock ``DatabaseScheduler`` plus the heartbeat and the slot.
-
-    One message per agent per slot, each turned into a run by the
-    ``scheduling.dispatch_scheduled_run`` task. Kept as a fallback and for
-    comparison; it is slow with thousands of agents.
-    """
-
-    def tick(self, *args, **kwargs):
-        record_beat_heartbeat()
-        return super().tick(*args, **kwargs)
-
-
-__all__ = ["AGENT_TASKS", "AgentScheduler", "AgentSchedules", "IndexStats", "PerEntryScheduler"]
+__all__ = ["AGENT_TASKS", "AgentScheduler", "AgentSchedules", "IndexStats"]

@@ -15,7 +15,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from agents.models import ExecutionSession
 from agents.runners import RunCancelled, RunFailed, UnknownAgentType, get_runner
 from agents.text import storable_text
-from scheduling import runs
+from scheduling import admission, pacing, runs
 
 logger = logging.getLogger(__name__)
 
@@ -149,15 +149,15 @@ def execute(session_id: str, *, worker: str = "") -> str | None:
 
 def _fill_freed_slot() -> None:
     try:
-        admitted = with_db_retry(runs.admit_waiting_runs, reclaim=False)
+        admitted = with_db_retry(admission.admit_waiting_runs, reclaim=False)
     except Exception:
         logger.warning("Admission after a run failed; asking the workers", exc_info=True)
-        runs.request_admission()
+        pacing.request_admission()
         admitted = []
     if not admitted:
         # A pass that started runs has the status broadcast itself, after
         # its commit; otherwise the finished run alone changed the figures.
-        runs.request_status_broadcast()
+        pacing.request_status_broadcast()
 
 
 def _run_to_end(session: ExecutionSession) -> str | None:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from realtime.events import emit_scheduler_status
-from scheduling import executor, runs
+from scheduling import admission, dispatch, executor
 from scheduling.stats import camel_stats, scheduler_stats
 
 
@@ -28,13 +28,13 @@ def _slot(scheduled_for: str | None) -> datetime:
 
 @shared_task(name="scheduling.dispatch_scheduled_run", ignore_result=True)
 def dispatch_scheduled_run(agent_id: str, scheduled_for: str | None = None) -> str | None:
-    session = runs.dispatch_scheduled_run(agent_id, _slot(scheduled_for))
+    session = dispatch.dispatch_scheduled_run(agent_id, _slot(scheduled_for))
     return str(session.pk) if session else None
 
 
 @shared_task(name="scheduling.admit", ignore_result=True)
 def admit() -> list[str]:
-    return runs.admit_waiting_runs()
+    return admission.admit_waiting_runs()
 
 
 @shared_task(name="scheduling.execute_run", ignore_result=True, bind=True)
@@ -45,7 +45,7 @@ def execute_run(self, session_id: str) -> str | None:
 @shared_task(name="scheduling.tick", ignore_result=True)
 def tick() -> list[str]:
     """Beat's heartbeat task: reclaims lost runs and starts retries that are due."""
-    return runs.admit_waiting_runs()
+    return admission.admit_waiting_runs()
 
 
 @shared_task(name="scheduling.publish_status", ignore_result=True)

@@ -14,7 +14,7 @@ from drf_spectacular.generators import SchemaGenerator
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from openapi_spec_validator import validate as validate_spec
 
-from scheduling import runs
+from scheduling import pacing, runs
 from tests.factories import PASSWORD, AgentFactory, SessionFactory
 
 PATHS = {
@@ -189,7 +189,7 @@ class Checker:
 
 @pytest.fixture
 def no_broker(monkeypatch):
-    monkeypatch.setattr(runs, "request_admission", lambda: None)
+    monkeypatch.setattr(pacing, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
 
 

@@ -184,9 +184,9 @@ def test_webhook_refuses_internal_addresses_unless_allowed(url):
     ],
 )
 def test_webhook_refuses_a_url_that_parsers_could_read_differently(url):
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(ConfigurationError) as refused:
         get_runner("webhook").validate_configuration({"url": url})
-    assert refused.value.detail["configuration"]["url"]
+    assert refused.value.key == "url" and refused.value.message
     # One stored before these checks existed is refused before the call.
     with pytest.raises(RunFailed, match="Webhook URL refused"):
         get_runner("webhook").run(FakeContext({"url": url}))

@@ -22,7 +22,7 @@ from observability import heartbeats, metrics
 from observability.heartbeats import BEAT_HEARTBEAT_KEY, record_beat_heartbeat
 from realtime import connections
 from realtime.publisher import send_now
-from scheduling import runs
+from scheduling import admission, pacing, runs
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
 from tests.processes import free_port, start_daphne, wait_until
@@ -66,9 +66,9 @@ def clean_metrics(monkeypatch):
 @pytest.fixture
 def no_broker(monkeypatch):
     """Admission requests would go to the broker; here the tests admit by hand."""
-    monkeypatch.setattr(runs, "request_admission", lambda: None)
-    monkeypatch.setattr(runs, "_send_executions", lambda admitted: None)
-    monkeypatch.setattr(runs, "request_status_broadcast", lambda: None)
+    monkeypatch.setattr(pacing, "request_admission", lambda: None)
+    monkeypatch.setattr(admission, "_send_executions", lambda admitted: None)
+    monkeypatch.setattr(pacing, "request_status_broadcast", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
 
 
@@ -100,7 +100,7 @@ def bucket(samples: Samples, name: str, le: str, **labels: str) -> float:
 
 def run_through(session: ExecutionSession, *, took: float = 0.0) -> None:
     """Admit and start ``session`` as a worker would, backdating its start by ``took`` s."""
-    assert str(session.pk) in runs.admit_waiting_runs()
+    assert str(session.pk) in admission.admit_waiting_runs()
     assert runs.start_run(str(session.pk), "worker@test") is not None
     if took:
         ExecutionSession.objects.filter(pk=session.pk).update(

@@ -15,8 +15,9 @@ from agents.models import AIAgent, ExecutionSession
 from neonhub.celery import app as celery_app
 from observability.heartbeats import BEAT_HEARTBEAT_KEY
 from scheduling import beat as beat_module
+from scheduling import dispatch, pacing
 from scheduling.beat import AgentScheduler
-from scheduling.runs import dispatch_due_slots
+from scheduling.dispatch import dispatch_due_slots
 from scheduling.services import remove_schedule, set_schedule
 from tests.factories import AgentFactory
 
@@ -133,7 +134,7 @@ def test_a_second_beat_does_not_queue_a_slot_twice(clock, make_scheduler):
 
 
 def test_the_bulk_dispatch_and_the_per_agent_task_share_the_uniqueness_rule():
-    from scheduling.runs import dispatch_scheduled_run
+    from scheduling.dispatch import dispatch_scheduled_run
 
     agent = scheduled("0 * * * *")
     slot = T0 + timedelta(hours=1)
@@ -159,7 +160,7 @@ def test_the_bulk_dispatch_leaves_agents_whose_schedule_changed_alone():
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_two_beats_dispatching_the_same_slot_at_once_record_it_once(monkeypatch):
-    monkeypatch.setattr("scheduling.runs.request_admission", lambda: None)
+    monkeypatch.setattr("scheduling.pacing.request_admission", lambda: None)
     agents = [scheduled("0 * * * *") for _ in range(30)]
     slot = T0 + timedelta(hours=1)
     barrier = threading.Barrier(2)
@@ -359,12 +360,12 @@ def test_a_broker_outage_does_not_stop_the_dispatch(
 ):
     from kombu.exceptions import OperationalError as BrokerError
 
-    from scheduling import tasks
+    from scheduling import pacing
 
     def refuse(*args, **kwargs):
         raise BrokerError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(tasks.admit, "apply_async", refuse)
+    monkeypatch.setattr(pacing, "send_task", refuse)
     agent = scheduled("5 12 * * *")
     scheduler = make_scheduler(clock)
     scheduler.tick_agents()
@@ -451,11 +452,10 @@ def test_the_full_check_catches_writes_that_bypass_the_change_stamps(clock, make
 def test_a_large_slot_is_written_in_batches_highest_priority_first(
     monkeypatch, django_capture_on_commit_callbacks
 ):
-    from scheduling import runs
 
-    monkeypatch.setattr(runs, "_dispatch_batch", lambda: 2)
+    monkeypatch.setattr(dispatch, "_dispatch_batch", lambda: 2)
     asked = []
-    monkeypatch.setattr(runs, "request_admission", lambda: asked.append(1))
+    monkeypatch.setattr(pacing, "request_admission", lambda: asked.append(1))
     agents = [scheduled("0 * * * *", priority=priority) for priority in (1, 2, 4, 3, 2)]
     with django_capture_on_commit_callbacks(execute=True):
         [result] = dispatch_due_slots({T0: [agent.pk for agent in agents]})

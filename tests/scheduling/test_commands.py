@@ -16,7 +16,7 @@ from django_celery_beat.models import PeriodicTask
 from agents.models import AIAgent, ExecutionSession, Priority
 from core.redis import get_redis
 from observability.heartbeats import record_beat_heartbeat
-from scheduling import runs
+from scheduling import pacing, runs
 from scheduling.management.commands import seed_demo
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
@@ -31,7 +31,7 @@ User = get_user_model()
 
 @pytest.fixture
 def no_broker(monkeypatch):
-    monkeypatch.setattr(runs, "request_admission", lambda: None)
+    monkeypatch.setattr(pacing, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
 
 

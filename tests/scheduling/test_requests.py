@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from agents.models import AIAgent, ExecutionSession
 from core.redis import get_redis
-from scheduling import executor, later, runs, tasks
+from scheduling import admission, executor, later, pacing, runs, tasks
 from tests.factories import AgentFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -26,16 +26,16 @@ def sent(monkeypatch):
     put off in this process, as ("later", seconds, function name)."""
     calls: list = []
 
-    def recorder(name):
-        def apply_async(*args, **kwargs):
-            # A countdown message would kill its worker if Redis restarts.
-            assert "countdown" not in kwargs and "eta" not in kwargs
-            calls.append(name)
+    send_task = pacing.send_task
 
-        return apply_async
+    def recorder(name, *args, **options):
+        if name not in (tasks.admit.name, tasks.publish_status.name):
+            return send_task(name, *args, **options)
+        # A countdown message would kill its worker if Redis restarts.
+        assert "countdown" not in options and "eta" not in options
+        calls.append(name)
 
-    for task in (tasks.admit, tasks.publish_status):
-        monkeypatch.setattr(task, "apply_async", recorder(task.name))
+    monkeypatch.setattr(pacing, "send_task", recorder)
     monkeypatch.setattr(
         later,
         "call_later",
@@ -52,8 +52,8 @@ def fresh_flags():
     later._running_timer().clear()
     redis = get_redis()
     keys = [
-        runs._flag_key(flag)
-        for flag in (runs.ADMISSION_FLAG, runs.STATUS_WINDOW_FLAG, runs.STATUS_TRAILING_FLAG)
+        pacing._flag_key(flag)
+        for flag in (pacing.ADMISSION_FLAG, pacing.STATUS_WINDOW_FLAG, pacing.STATUS_TRAILING_FLAG)
     ]
     redis.delete(*keys)
     yield
@@ -62,15 +62,15 @@ def fresh_flags():
 
 def test_requests_made_while_one_waits_join_it(sent):
     for _ in range(50):
-        runs.request_admission()
+        pacing.request_admission()
 
     assert sent == ["scheduling.admit"]
 
 
 def test_an_admission_pass_takes_the_request_so_the_next_one_goes_out(sent):
-    runs.request_admission()
-    runs.admit_waiting_runs()
-    runs.request_admission()
+    pacing.request_admission()
+    admission.admit_waiting_runs()
+    pacing.request_admission()
 
     assert sent == ["scheduling.admit", "scheduling.admit"]
 
@@ -101,11 +101,11 @@ def test_a_call_put_off_runs_later_in_this_process():
 
 
 def test_a_request_whose_task_was_lost_stops_standing_after_its_expiry(sent, monkeypatch):
-    monkeypatch.setattr(runs, "ADMISSION_REQUEST_TTL_MS", 100)
-    runs.request_admission()
-    runs.request_admission()
+    monkeypatch.setattr(pacing, "ADMISSION_REQUEST_TTL_MS", 100)
+    pacing.request_admission()
+    pacing.request_admission()
     time.sleep(0.25)
-    runs.request_admission()
+    pacing.request_admission()
 
     assert sent == ["scheduling.admit", "scheduling.admit"]
 
@@ -114,24 +114,24 @@ def test_a_request_the_broker_refused_does_not_stand(sent, monkeypatch):
     def refuse(*args, **kwargs):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(tasks.admit, "apply_async", refuse)
-    runs.request_admission()
+    monkeypatch.setattr(pacing, "send_task", refuse)
+    pacing.request_admission()
     monkeypatch.undo()
 
-    assert get_redis().exists(runs._flag_key(runs.ADMISSION_FLAG)) == 0
+    assert get_redis().exists(pacing._flag_key(pacing.ADMISSION_FLAG)) == 0
 
 
 def test_without_redis_every_request_goes_out(sent, monkeypatch):
     class Down:
         def set(self, *args, **kwargs):
-            raise runs.RedisError("down")
+            raise pacing.RedisError("down")
 
         def delete(self, *args):
-            raise runs.RedisError("down")
+            raise pacing.RedisError("down")
 
-    monkeypatch.setattr(runs, "fast_redis", lambda: Down())
-    runs.request_admission()
-    runs.request_admission()
+    monkeypatch.setattr(pacing, "fast_redis", lambda: Down())
+    pacing.request_admission()
+    pacing.request_admission()
 
     assert sent == ["scheduling.admit", "scheduling.admit"]
 
@@ -152,15 +152,15 @@ TRAILING = _TrailingBroadcast()
 
 def test_status_goes_out_at_once_then_once_more_at_the_end_of_the_window(sent):
     for _ in range(30):
-        runs.request_status_broadcast()
+        pacing.request_status_broadcast()
 
-    window = runs.STATUS_WINDOW_MS / 1000
+    window = pacing.STATUS_WINDOW_MS / 1000
     assert sent == ["scheduling.publish_status", TRAILING]
     # Due just before the window that the first one opened closes.
     assert 0 < sent[1][1] < window
 
     time.sleep(window + 0.1)
-    runs.request_status_broadcast()
+    pacing.request_status_broadcast()
     assert sent[-1] == "scheduling.publish_status"
 
 
@@ -193,15 +193,15 @@ def test_the_pool_is_on_for_postgresql_unless_connections_persist():
 
 
 def test_the_trailing_broadcast_opens_the_next_window(sent):
-    runs.request_status_broadcast()
-    runs.request_status_broadcast()
+    pacing.request_status_broadcast()
+    pacing.request_status_broadcast()
     assert sent == ["scheduling.publish_status", TRAILING]
 
-    runs._send_trailing_status_broadcast()  # its timer fires
+    pacing._send_trailing_status_broadcast()  # its timer fires
     # A run finished after it may not be in what it reads: it needs a
     # broadcast of its own, at the end of the window the trailing one opened.
-    runs.request_status_broadcast()
-    runs.request_status_broadcast()
+    pacing.request_status_broadcast()
+    pacing.request_status_broadcast()
 
     assert sent == ["scheduling.publish_status", TRAILING, "scheduling.publish_status", TRAILING]
 
@@ -209,14 +209,14 @@ def test_the_trailing_broadcast_opens_the_next_window(sent):
 def test_a_steady_stream_of_requests_gets_one_broadcast_per_window(monkeypatch):
     """With the real timer: one broadcast per window, not one at once and one
     trailing (which would be two per window)."""
-    monkeypatch.setattr(runs, "STATUS_WINDOW_MS", 200)
+    monkeypatch.setattr(pacing, "STATUS_WINDOW_MS", 200)
     sent = []
-    monkeypatch.setattr(tasks.publish_status, "apply_async", lambda **kwargs: sent.append(1))
-    window = runs.STATUS_WINDOW_MS / 1000
+    monkeypatch.setattr(pacing, "send_task", lambda name, **options: sent.append(1))
+    window = pacing.STATUS_WINDOW_MS / 1000
     with fresh_flags():
         started = time.monotonic()
         while time.monotonic() - started < 20 * window:
-            runs.request_status_broadcast()
+            pacing.request_status_broadcast()
             time.sleep(window / 20)
         windows = (time.monotonic() - started) / window
         time.sleep(3 * window)
@@ -229,10 +229,10 @@ def test_a_steady_stream_of_requests_gets_one_broadcast_per_window(monkeypatch):
 def test_an_admission_that_started_runs_has_them_broadcast_after_its_commit(
     sent, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(runs, "_send_executions", lambda admitted: None)
+    monkeypatch.setattr(admission, "_send_executions", lambda admitted: None)
     session = SessionFactory()
     with django_capture_on_commit_callbacks(execute=True):
-        assert runs.admit_waiting_runs() == [str(session.pk)]
+        assert admission.admit_waiting_runs() == [str(session.pk)]
 
     assert "scheduling.publish_status" in sent
 
@@ -241,7 +241,7 @@ def test_an_admission_that_started_runs_has_them_broadcast_after_its_commit(
 def test_the_worker_broadcasts_after_its_pass_unless_the_pass_did(
     sent, monkeypatch, admitted, broadcasts
 ):
-    monkeypatch.setattr(runs, "admit_waiting_runs", lambda reclaim: admitted)
+    monkeypatch.setattr(admission, "admit_waiting_runs", lambda reclaim: admitted)
     executor._fill_freed_slot()
 
     assert sent.count("scheduling.publish_status") == broadcasts

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from agents.models import AIAgent, ExecutionSession, Priority
-from scheduling import runs
+from scheduling import admission, dispatch, pacing, runs
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
 
@@ -21,10 +21,10 @@ Status = ExecutionSession.Status
 def no_broker(monkeypatch):
     """Admission requests would go to the broker; here the tests admit by hand."""
     sent = []
-    monkeypatch.setattr(runs, "request_admission", lambda: sent.append("admission"))
-    monkeypatch.setattr(runs, "_send_executions", lambda admitted: sent.extend(admitted))
+    monkeypatch.setattr(pacing, "request_admission", lambda: sent.append("admission"))
+    monkeypatch.setattr(admission, "_send_executions", lambda admitted: sent.extend(admitted))
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
-    monkeypatch.setattr(runs, "request_status_broadcast", lambda: None)
+    monkeypatch.setattr(pacing, "request_status_broadcast", lambda: None)
     return sent
 
 
@@ -48,8 +48,8 @@ def test_a_dispatch_queues_the_slot_once():
     agent = AgentFactory()
     set_schedule(agent, expression="0 9 * * *")
     slot = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-    first = runs.dispatch_scheduled_run(str(agent.pk), slot)
-    second = runs.dispatch_scheduled_run(str(agent.pk), slot)
+    first = dispatch.dispatch_scheduled_run(str(agent.pk), slot)
+    second = dispatch.dispatch_scheduled_run(str(agent.pk), slot)
     assert first is not None and second is None
     assert agent.sessions.get().scheduled_for == slot
     agent.refresh_from_db()
@@ -63,24 +63,25 @@ def test_day_of_month_or_day_of_week_fires_on_either():
     friday_the_4th = datetime(2026, 12, 4, tzinfo=UTC)
     sunday_the_13th = datetime(2026, 12, 13, tzinfo=UTC)
     monday_the_7th = datetime(2026, 12, 7, tzinfo=UTC)
-    assert runs.dispatch_scheduled_run(str(agent.pk), friday_the_4th) is not None
-    assert runs.dispatch_scheduled_run(str(agent.pk), sunday_the_13th) is not None
-    assert runs.dispatch_scheduled_run(str(agent.pk), monday_the_7th) is None
+    assert dispatch.dispatch_scheduled_run(str(agent.pk), friday_the_4th) is not None
+    assert dispatch.dispatch_scheduled_run(str(agent.pk), sunday_the_13th) is not None
+    assert dispatch.dispatch_scheduled_run(str(agent.pk), monday_the_7th) is None
 
 
 def test_the_day_rule_is_read_in_the_schedules_timezone():
     agent = AgentFactory()
     set_schedule(agent, expression="0 0 13 * 5", timezone_name="Asia/Tokyo")
     # 15:00 UTC on Thursday the 12th is midnight of Friday the 13th in Tokyo.
-    assert runs.dispatch_scheduled_run(str(agent.pk), datetime(2026, 11, 12, 15, tzinfo=UTC))
+    assert dispatch.dispatch_scheduled_run(str(agent.pk), datetime(2026, 11, 12, 15, tzinfo=UTC))
 
 
 def test_a_paused_or_removed_schedule_does_not_dispatch():
     agent = AgentFactory()
     set_schedule(agent, expression="@hourly", enabled=False)
-    assert runs.dispatch_scheduled_run(str(agent.pk), timezone.now()) is None
+    assert dispatch.dispatch_scheduled_run(str(agent.pk), timezone.now()) is None
     assert (
-        runs.dispatch_scheduled_run("00000000-0000-0000-0000-000000000000", timezone.now()) is None
+        dispatch.dispatch_scheduled_run("00000000-0000-0000-0000-000000000000", timezone.now())
+        is None
     )
 
 
@@ -90,9 +91,9 @@ def test_admission_fills_free_slots_by_priority_then_age(settings):
     normal_old = SessionFactory(priority=Priority.NORMAL)
     normal_new = SessionFactory(priority=Priority.NORMAL)
     critical = SessionFactory(priority=Priority.CRITICAL)
-    admitted = runs.admit_waiting_runs()
+    admitted = admission.admit_waiting_runs()
     assert admitted == [str(critical.pk), str(normal_old.pk)]
-    assert runs.admit_waiting_runs() == []
+    assert admission.admit_waiting_runs() == []
     assert ExecutionSession.objects.get(pk=low.pk).status == Status.QUEUED
     assert ExecutionSession.objects.get(pk=normal_new.pk).status == Status.QUEUED
 
@@ -101,13 +102,13 @@ def test_admission_never_starts_an_agent_twice():
     agent = AgentFactory()
     first = SessionFactory(agent=agent)
     SessionFactory(agent=agent)
-    assert runs.admit_waiting_runs() == [str(first.pk)]
-    assert runs.admit_waiting_runs() == []
+    assert admission.admit_waiting_runs() == [str(first.pk)]
+    assert admission.admit_waiting_runs() == []
 
 
 def test_admission_waits_for_a_retrys_backoff():
     SessionFactory(not_before=timezone.now() + timedelta(minutes=5))
-    assert runs.admit_waiting_runs() == []
+    assert admission.admit_waiting_runs() == []
 
 
 def test_a_lost_run_is_reclaimed_failed_and_retried(settings):
@@ -116,13 +117,13 @@ def test_a_lost_run_is_reclaimed_failed_and_retried(settings):
         started_at=timezone.now() - timedelta(seconds=40),
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
-    assert runs.reclaim_lost_runs() == 1
+    assert admission.reclaim_lost_runs() == 1
     session.refresh_from_db()
     assert session.status == Status.FAILED
     assert "Worker lost" in session.error_message
     retry = ExecutionSession.objects.get(attempt=2)
     assert retry.trigger == "RETRY" and retry.status == Status.QUEUED
-    assert runs.reclaim_lost_runs() == 0
+    assert admission.reclaim_lost_runs() == 0
 
 
 def test_a_run_past_its_time_is_reclaimed_as_timed_out(settings):
@@ -132,7 +133,7 @@ def test_a_run_past_its_time_is_reclaimed_as_timed_out(settings):
         started_at=timezone.now() - timedelta(seconds=60),
         lease_expires_at=timezone.now() - timedelta(seconds=1),
     )
-    runs.reclaim_lost_runs()
+    admission.reclaim_lost_runs()
     session.refresh_from_db()
     assert "timed out" in session.error_message
 
@@ -143,7 +144,7 @@ def test_a_live_lease_is_left_alone():
         started_at=timezone.now(),
         lease_expires_at=timezone.now() + timedelta(seconds=30),
     )
-    assert runs.reclaim_lost_runs() == 0
+    assert admission.reclaim_lost_runs() == 0
     assert runs.renew_lease(str(session.pk)) is True
 
 

@@ -15,7 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from rest_framework_simplejwt.tokens import AccessToken
 
 from agents.models import AIAgent, ExecutionSession
-from scheduling import runs, services
+from scheduling import pacing, runs, services
 from tests.factories import AgentFactory, SessionFactory, UserFactory
 
 # The WebSocket fixtures (a real channels-redis layer under a private prefix,
@@ -92,5 +92,5 @@ def staff(db) -> AbstractBaseUser:
 def no_broker(monkeypatch):
     """Runs asked for here are recorded as QUEUED and never handed to a broker,
     so no worker is needed and nothing is left waiting in Redis."""
-    monkeypatch.setattr(runs, "request_admission", lambda: None)
+    monkeypatch.setattr(pacing, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from agents.models import AIAgent, ExecutionSession, Priority
-from scheduling import runs
+from scheduling import pacing, runs
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
 
@@ -27,7 +27,7 @@ SESSIONS = "admin:agents_executionsession_changelist"
 
 @pytest.fixture(autouse=True)
 def no_broker(monkeypatch):
-    monkeypatch.setattr(runs, "request_admission", lambda: None)
+    monkeypatch.setattr(pacing, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
 
 

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from agents.models import ExecutionSession
-from scheduling import runs
+from scheduling import pacing, runs
 from tests.factories import AgentFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def no_broker(monkeypatch):
-    monkeypatch.setattr(runs, "request_admission", lambda: None)
+    monkeypatch.setattr(pacing, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
 
 
