@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from agents.models import ExecutionSession
 from agents.runners import RunCancelled, RunFailed, UnknownAgentType, get_runner
-from agents.text import storable_text
+from core.text import storable_text
 from scheduling import admission, pacing, runs
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.utils import timezone
 
 from agents.models import AIAgent, ExecutionSession
-from agents.text import storable_text
+from core.text import storable_text
 from observability import metrics
 from realtime import events
 from scheduling import later, pacing

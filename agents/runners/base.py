@@ -61,7 +61,7 @@ class Runner:
         """Execute one attempt and return its output summary.
 
         Output, failure messages and progress messages are stored as
-        ``agents.text.storable_text`` makes them, so any text a runner produces
+        ``core.text.storable_text`` makes them, so any text a runner produces
         can be recorded.
         """
         raise NotImplementedError

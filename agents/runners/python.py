@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from agents.text import storable_text
+from core.text import storable_text
 
 from .base import RunContext, Runner, config_error
 

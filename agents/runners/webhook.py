@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents import outbound
+from core import outbound
 
 from .base import RunContext, RunFailed, Runner, config_error, expect_number
 

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from agents.models import AIAgent, ExecutionSession, Priority
 from agents.runners import ConfigurationError, UnknownAgentType, get_runner, registered_types
-from agents.text import is_storable
+from core.text import is_storable
 
 PRIORITY_NAMES = {choice.value: choice.name for choice in Priority}
 PRIORITY_VALUES = {name: value for value, name in PRIORITY_NAMES.items()}

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agents import outbound
-from agents.outbound import DestinationRefused, OutboundError, OutboundTimeout
+from core import outbound
+from core.outbound import DestinationRefused, OutboundError, OutboundTimeout
 from tests.receivers import Receiver
 
 INTERNAL = [

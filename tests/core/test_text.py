@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.text import is_storable, storable_text
+from core.text import is_storable, storable_text
 
 
 class Unprintable:
