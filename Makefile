@@ -62,9 +62,13 @@ bench: install-dev
 	$(BIN)/python bench/event_latency.py --clients 50,200 --redis $$REDIS_URL && \
 	$(BIN)/python bench/history.py --rows 20000 --agents 200 --requests 50 --redis $$REDIS_URL
 
+# Style, the layer contracts (pyproject.toml) and types. mypy's Django plugin
+# loads the settings, which want a secret key.
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	SECRET_KEY=$${SECRET_KEY:-lint-only-secret-key} $(BIN)/mypy
 
 format: install-dev
 	$(BIN)/ruff check --fix .

@@ -240,7 +240,7 @@ class AgentSessionCount(models.Model):
         return f"{self.agent_id}: {self.total} sessions"
 
     @classmethod
-    def total_for(cls, agent_id: object) -> int:
+    def total_for(cls, agent_id: uuid.UUID) -> int:
         """The agent's session count: one primary-key read instead of a count."""
         total = cls.objects.filter(agent_id=agent_id).values_list("total", flat=True).first()
         if total is None:

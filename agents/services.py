@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import QuerySet
 
 from agents.models import AIAgent, ExecutionSession
 
 
-def visible_agents(user: AbstractBaseUser) -> QuerySet[AIAgent]:
+def visible_agents(user: AbstractBaseUser | AnonymousUser) -> QuerySet[AIAgent]:
     """Staff see every agent; everyone else only the agents they manage."""
     agents = AIAgent.objects.all()
     if getattr(user, "is_staff", False):
@@ -19,7 +19,7 @@ def visible_agents(user: AbstractBaseUser) -> QuerySet[AIAgent]:
     return agents.filter(owner_id=user.pk)
 
 
-def visible_sessions(user: AbstractBaseUser) -> QuerySet[ExecutionSession]:
+def visible_sessions(user: AbstractBaseUser | AnonymousUser) -> QuerySet[ExecutionSession]:
     sessions = ExecutionSession.objects.all()
     if getattr(user, "is_staff", False):
         return sessions
@@ -30,7 +30,7 @@ def scheduled_agents() -> QuerySet[AIAgent]:
     return AIAgent.objects.filter(schedule_enabled=True, schedule_expression__isnull=False)
 
 
-def can_see_agent(user: AbstractBaseUser, agent: AIAgent) -> bool:
+def can_see_agent(user: AbstractBaseUser | AnonymousUser, agent: AIAgent) -> bool:
     return getattr(user, "is_staff", False) or agent.owner_id == user.pk
 
 
@@ -39,7 +39,7 @@ def create_agent(
     *, owner: AbstractBaseUser, name: str, agent_type: str, configuration: dict[str, Any]
 ) -> AIAgent:
     return AIAgent.objects.create(
-        owner=owner, name=name, agent_type=agent_type, configuration=configuration
+        owner_id=owner.pk, name=name, agent_type=agent_type, configuration=configuration
     )
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import certifi
 from django.conf import settings
-from urllib3 import HTTPConnectionPool, HTTPHeaderDict, HTTPResponse, HTTPSConnectionPool
+from urllib3 import BaseHTTPResponse, HTTPConnectionPool, HTTPHeaderDict, HTTPSConnectionPool
 from urllib3.exceptions import (
     HTTPError,
     LocationParseError,
@@ -54,7 +54,7 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 _UNSAFE_CHARACTER = re.compile(r"[^\x21-\x7e]|\\")
 _SCHEME_PREFIX = re.compile(r"(https?)://", re.IGNORECASE)
 # Where urllib3's parser ends the authority, once backslashes are refused.
-_AUTHORITY = re.compile(r"[^/?#]*")
+_AUTHORITY_END = re.compile(r"[/?#]")
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,254}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
@@ -127,7 +127,7 @@ def parse_http_url(url: str) -> HttpUrl:
     prefix = _SCHEME_PREFIX.match(url)
     if prefix is None:
         raise DestinationRefused("An http:// or https:// URL.")
-    authority = _AUTHORITY.match(url, prefix.end()).group()
+    authority = _AUTHORITY_END.split(url[prefix.end() :], maxsplit=1)[0]
     if "@" in authority:
         raise DestinationRefused(
             "A user name or password in the URL is not accepted; send credentials in headers."
@@ -285,7 +285,7 @@ def resolve_destination(url: str) -> Destination:
     return Destination(parsed, tuple(str(address) for address in addresses))
 
 
-def _read_at_most(response: HTTPResponse, limit: int, deadline: float) -> bytes:
+def _read_at_most(response: BaseHTTPResponse, limit: int, deadline: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while size < limit:

@@ -12,6 +12,8 @@ every daphne process loads, installs it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.web.http import HTTPChannel
 
 
@@ -22,7 +24,8 @@ def _answer_line_too_long(channel: HTTPChannel, line: bytes) -> None:
         status, body = b"414 URI Too Long", b"Request line too long.\n"
     else:
         status, body = b"431 Request Header Fields Too Large", b"Request header too long.\n"
-    channel.transport.write(
+    transport: Any = channel.transport
+    transport.write(
         b"HTTP/1.1 " + status + b"\r\n"
         b"Content-Type: text/plain; charset=utf-8\r\n"
         b"Content-Length: " + str(len(body)).encode() + b"\r\n"
@@ -33,4 +36,4 @@ def _answer_line_too_long(channel: HTTPChannel, line: bytes) -> None:
 
 
 def answer_overlong_lines() -> None:
-    HTTPChannel.lineLengthExceeded = _answer_line_too_long  # type: ignore[method-assign]
+    HTTPChannel.lineLengthExceeded = _answer_line_too_long  # type: ignore[method-assign,assignment]

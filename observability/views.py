@@ -57,6 +57,6 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
         return response
     if request.method not in READ_METHODS:
         return _method_not_allowed()
-    response = HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
-    response["Cache-Control"] = "no-store"
-    return response
+    metrics = HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    metrics["Cache-Control"] = "no-store"
+    return metrics

@@ -104,6 +104,6 @@ def reclaim_lost_runs() -> int:
             message = f"Run timed out after {timeout} s."
         else:
             message = "Worker lost: the run stopped reporting and its slot was reclaimed."
-        if runs.finish_failed(session_id, message, only_if_lease_before=now):
+        if runs.finish_failed(str(session_id), message, only_if_lease_before=now):
             reclaimed += 1
     return reclaimed

@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -98,7 +100,7 @@ def catchup_window() -> timedelta:
 
 @dataclass(frozen=True)
 class _Known:
-    agent_id: object
+    agent_id: uuid.UUID
     task_changed: datetime
     agent_changed: datetime
 
@@ -134,8 +136,9 @@ class AgentSchedules:
         self._next_full_check: datetime | None = None
         self._seen_until: datetime | None = None
 
-    def agent_id(self, task_id: int) -> object:
-        return self._known[task_id].agent_id
+    def agent_id(self, task_id: Hashable) -> uuid.UUID:
+        # The index is keyed by what this class put in: beat rows' integer ids.
+        return self._known[cast(int, task_id)].agent_id
 
     def refresh(self, now: datetime) -> None:
         """Apply the rows changed since the last call (all of them on the first call)."""

@@ -549,10 +549,17 @@ def _day_instants(
             yield from _instants_for(wall, zone, fixed_time)
 
 
+def _utc_offset(zone: ZoneInfo, wall: datetime) -> timedelta:
+    offset = zone.utcoffset(wall)
+    # tzinfo may answer None in general; a ZoneInfo always knows its offset.
+    assert offset is not None
+    return offset
+
+
 def _instants_for(wall: datetime, zone: ZoneInfo, fixed_time: bool) -> tuple[datetime, ...]:
     """The UTC instants at which a slot with local wall time ``wall`` runs (DST policy)."""
-    first_offset = zone.utcoffset(wall)
-    second_offset = zone.utcoffset(wall.replace(fold=1))
+    first_offset = _utc_offset(zone, wall)
+    second_offset = _utc_offset(zone, wall.replace(fold=1))
     first = (wall - first_offset).replace(tzinfo=UTC)
     if first_offset == second_offset:
         return (first,)

@@ -9,6 +9,7 @@ admin's "Run selected tasks" send it, one message per agent and slot.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,7 +57,7 @@ class SlotDispatch:
     skipped: int  # agents no longer scheduled for this slot
 
 
-def dispatch_due_slots(due: Mapping[datetime, Iterable[object]]) -> list[SlotDispatch]:
+def dispatch_due_slots(due: Mapping[datetime, Iterable[uuid.UUID]]) -> list[SlotDispatch]:
     """Record the scheduled runs of many agents at once, one slot at a time.
 
     ``due`` maps each slot to the ids of the agents beat found due in it. For
@@ -76,16 +77,17 @@ def dispatch_due_slots(due: Mapping[datetime, Iterable[object]]) -> list[SlotDis
     return results
 
 
-def _dispatch_slot(slot: datetime, agent_ids: list[object]) -> SlotDispatch:
-    rows: list[tuple[object, int, ScheduleSpec]] = []
+def _dispatch_slot(slot: datetime, agent_ids: list[uuid.UUID]) -> SlotDispatch:
+    rows: list[tuple[uuid.UUID, int, ScheduleSpec]] = []
     for chunk in _chunks(agent_ids, _parameter_batch()):
         for agent_id, priority, expression, zone in AIAgent.objects.filter(
             pk__in=chunk, schedule_enabled=True, schedule_expression__isnull=False
         ).values_list("id", "priority", "schedule_expression", "schedule_timezone"):
-            rows.append((agent_id, priority, ScheduleSpec(expression, zone)))
+            if expression:
+                rows.append((agent_id, priority, ScheduleSpec(expression, zone)))
 
     valid: dict[ScheduleSpec, bool] = {}
-    wanted: list[tuple[object, int, ScheduleSpec]] = []
+    wanted: list[tuple[uuid.UUID, int, ScheduleSpec]] = []
     for agent_id, priority, spec in rows:
         if spec not in valid:
             valid[spec] = _fires_at(spec, slot)
@@ -104,7 +106,7 @@ def _dispatch_slot(slot: datetime, agent_ids: list[object]) -> SlotDispatch:
     )
 
 
-def _queue_batch(slot: datetime, batch: list[tuple[object, int, ScheduleSpec]]) -> int:
+def _queue_batch(slot: datetime, batch: list[tuple[uuid.UUID, int, ScheduleSpec]]) -> int:
     now = timezone.now()
     sessions = [
         ExecutionSession(

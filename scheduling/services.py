@@ -11,10 +11,10 @@ every row when it is.
 from __future__ import annotations
 
 import contextvars
+import enum
 import json
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -44,12 +44,13 @@ class NoSchedule(LookupError):
     """The agent has no schedule to change."""
 
 
-@dataclass(frozen=True)
-class _Unset:
-    pass
+class _Unset(enum.Enum):
+    """A field the caller did not send (None is a value some fields take)."""
+
+    UNSET = enum.auto()
 
 
-UNSET = _Unset()
+UNSET = _Unset.UNSET
 
 
 def periodic_task_name(agent: AIAgent) -> str:

@@ -107,7 +107,7 @@ class AgentAdminForm(forms.ModelForm):
             raise forms.ValidationError(str(exc)) from None
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         self._check_configuration(data)
         self._check_schedule(data)
         return data

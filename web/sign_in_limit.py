@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
+from rest_framework.request import Request
 
 from web.api.throttling import TokenRateThrottle
 
@@ -23,10 +24,12 @@ class SignInRateLimitMiddleware(MiddlewareMixin):
     def process_view(
         self, request: HttpRequest, view_func: Callable, view_args: tuple, view_kwargs: dict
     ) -> HttpResponse | None:
-        if request.method != "POST" or request.resolver_match.view_name not in SIGN_IN_VIEWS:
+        match = request.resolver_match
+        if request.method != "POST" or match is None or match.view_name not in SIGN_IN_VIEWS:
             return None
         throttle = TokenRateThrottle()
-        if throttle.allow_request(request, view_func):
+        # DRF's Request wraps the Django one; the throttle reads only its META.
+        if throttle.allow_request(Request(request), view_func):
             return None
         retry_after = throttle.wait()
         response = HttpResponse(

@@ -11,6 +11,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from web.api.renderers import mark_enveloped
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MESSAGES = {
@@ -62,7 +64,7 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         response = Response(
             error_body("Internal server error."), status=status.HTTP_500_INTERNAL_SERVER_ERROR
         )
-        response.enveloped = True
+        mark_enveloped(response)
         return response
 
     details = None
@@ -81,5 +83,5 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
             response.status_code, "Request failed."
         )
     response.data = error_body(_sentence(message), details)
-    response.enveloped = True
+    mark_enveloped(response)
     return response

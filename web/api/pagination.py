@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
@@ -20,7 +21,8 @@ class Page:
     limit: int
     offset: int
 
-    def as_data(self, key: str, serialized: list) -> dict:
+    def as_data(self, key: str, serialized: Any) -> dict[str, Any]:
+        """``serialized``: a ``many=True`` serializer's data for ``items``."""
         return {
             key: serialized,
             "pagination": {"total": self.total, "limit": self.limit, "offset": self.offset},

@@ -16,12 +16,20 @@ class MessageResponse(Response):
 
     def __init__(self, message: str, status: int = 200) -> None:
         super().__init__({"success": True, "message": message}, status=status)
-        self.enveloped = True
+        mark_enveloped(self)
+
+
+# Set on a response whose data already is the whole envelope.
+ENVELOPED = "enveloped"
+
+
+def mark_enveloped(response: Response) -> None:
+    setattr(response, ENVELOPED, True)
 
 
 def envelope(data: Any, renderer_context: dict[str, Any] | None) -> Any:
     response = (renderer_context or {}).get("response")
-    if response is None or getattr(response, "enveloped", False):
+    if response is None or getattr(response, ENVELOPED, False):
         return data
     if response.status_code >= 400:
         # Errors are shaped by the exception handler; a bare one reaching us

@@ -11,7 +11,7 @@ documentation only; nothing validates or renders through them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.extensions import (
     OpenApiSerializerExtension,
@@ -294,7 +294,9 @@ class EnvelopeAutoSchema(AutoSchema):
             response["headers"] = RETRY_AFTER
         return response
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(
+        self, direction: Literal["request", "response"] = "response"
+    ) -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         for code, response in self._error_responses().items():
             if code not in responses:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from djangorestframework_camel_case.util import camelize
@@ -88,7 +88,7 @@ def _latest_sessions(agent_ids: list, statuses: tuple[str, ...]) -> dict[Any, Ex
     }
 
 
-def dashboard_state(user: AbstractBaseUser) -> dict[str, Any]:
+def dashboard_state(user: AbstractBaseUser | AnonymousUser) -> dict[str, Any]:
     agents_qs = visible_agents(user).order_by("-created_at", "id")
     total = agents_qs.count()
     agents = list(agents_qs[:MAX_AGENTS])

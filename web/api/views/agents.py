@@ -11,7 +11,7 @@ from web.api.pagination import paginate
 from web.api.renderers import MessageResponse
 from web.api.schema import ID, PAGE, AgentListSerializer, MessageSerializer
 from web.api.serializers import AgentSerializer
-from web.api.views.lookups import get_visible_agent
+from web.api.views.lookups import get_visible_agent, signed_in_user
 
 
 @extend_schema(tags=["agents"])
@@ -54,7 +54,7 @@ class AgentViewSet(viewsets.ViewSet):
         serializer = AgentSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         agent = services.create_agent(
-            owner=request.user,
+            owner=signed_in_user(request),
             name=serializer.validated_data["name"],
             agent_type=serializer.validated_data["agent_type"],
             configuration=serializer.validated_data.get("configuration", {}),

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import uuid
 
-from rest_framework.exceptions import NotFound
+from django.contrib.auth.models import AbstractBaseUser
+from rest_framework.exceptions import NotAuthenticated, NotFound
 from rest_framework.request import Request
 
 from agents.models import AIAgent, ExecutionSession
@@ -17,6 +18,14 @@ def _as_uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def signed_in_user(request: Request) -> AbstractBaseUser:
+    """The user behind a request that the view's permissions let in."""
+    user = request.user
+    if not isinstance(user, AbstractBaseUser):
+        raise NotAuthenticated()
+    return user
 
 
 def get_visible_agent(request: Request, agent_id: str, *, for_update: bool = False) -> AIAgent:
