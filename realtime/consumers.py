@@ -227,12 +227,7 @@ class AgentEventsConsumer(AsyncWebsocketConsumer):
 
         The emitter has already encoded it: one encoding per event, however
         many sockets watch the room."""
-        text = message.get("text")
-        if text is None:
-            # Sent by an emitter of the previous release (the frame as an
-            # object), which may still run while a deploy rolls out.
-            text = json.dumps(message["frame"])
-        await self.send_text(text)
+        await self.send_text(message["text"])
 
     async def neonhub_signed_out(self, message: dict[str, Any]) -> None:
         """Its session signed out, or its user lost a right (realtime.signals)."""

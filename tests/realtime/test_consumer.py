@@ -284,16 +284,6 @@ async def test_an_event_is_forwarded_as_the_text_the_emitter_encoded(sockets, la
     assert await communicator.receive_from(timeout=2) == text
 
 
-async def test_an_event_from_an_older_emitter_is_still_forwarded(sockets, layer, user, agent):
-    # During a rolling deploy, workers of the previous release send the frame
-    # as an object.
-    communicator = await sockets.open_as(user)
-    await ask(communicator, "agent:subscribe", str(agent.pk))
-    frame = {"event": "agent:started", "data": started(agent.pk)}
-    await layer.group_send(agent_group(agent.pk), {"type": "neonhub.event", "frame": frame})
-    assert await communicator.receive_json_from(timeout=2) == frame
-
-
 async def test_a_shared_room_encodes_each_event_once(sockets, layer, monkeypatch, user, agent):
     watchers = [await sockets.open_as(user) for _ in range(3)]
     for communicator in watchers:
