@@ -7,8 +7,6 @@ sends no signals, so they are wrapped here to mirror the agents' entries too.
 
 from __future__ import annotations
 
-import logging
-
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -19,9 +17,6 @@ from django_celery_beat.models import PeriodicTask
 
 from agents.models import AIAgent
 from scheduling import services
-from scheduling.cron import CronError
-
-logger = logging.getLogger(__name__)
 
 admin.site.unregister(PeriodicTask)
 
@@ -72,11 +67,8 @@ class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
 
 
 def _mirror_agents(task_ids: list[int]) -> None:
-    tasks = PeriodicTask.objects.filter(
-        pk__in=task_ids, name__startswith=services.PERIODIC_TASK_PREFIX
-    ).select_related("crontab")
-    for task in tasks:
-        try:
-            services.mirror_beat_edit(task)
-        except CronError:
-            logger.warning("Beat entry %s holds a schedule agents cannot use", task.name)
+    services.mirror_beat_edits(
+        PeriodicTask.objects.filter(
+            pk__in=task_ids, name__startswith=services.PERIODIC_TASK_PREFIX
+        ).select_related("crontab")
+    )

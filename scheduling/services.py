@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextvars
 import enum
 import json
+import logging
 import uuid
+from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -23,6 +25,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from agents.models import AIAgent
 from scheduling.cron import (
+    CronError,
     CronExpression,
     celery_crontab_fields,
     next_run,
@@ -38,6 +41,8 @@ PERIODIC_TASK_PREFIX = "agent:"
 _writing_beat_rows: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "writing_beat_rows", default=False
 )
+
+logger = logging.getLogger(__name__)
 
 
 class NoSchedule(LookupError):
@@ -199,6 +204,18 @@ def _apply(instance, values: dict) -> bool:
 
 
 CRONTAB_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+
+
+def mirror_beat_edits(tasks: Iterable[PeriodicTask]) -> None:
+    """Mirror edits of agents' beat entries; one whose schedule agents cannot
+    use is logged and left, so the other entries still follow."""
+    for task in tasks:
+        if not task.name.startswith(PERIODIC_TASK_PREFIX):
+            continue
+        try:
+            mirror_beat_edit(task)
+        except CronError:
+            logger.warning("Beat entry %s holds a schedule agents cannot use", task.name)
 
 
 def mirror_beat_edit(task: PeriodicTask) -> None:

@@ -7,39 +7,24 @@ django-celery-beat's admin, and the agent must follow.
 
 from __future__ import annotations
 
-import logging
-
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from scheduling import services
-from scheduling.cron import CronError
-
-logger = logging.getLogger(__name__)
-
-
-def _mirror(task: PeriodicTask) -> None:
-    try:
-        services.mirror_beat_edit(task)
-    except CronError:
-        logger.warning("Beat entry %s holds a schedule agents cannot use", task.name)
 
 
 @receiver(post_save, sender=PeriodicTask, dispatch_uid="mirror-periodic-task")
 def periodic_task_saved(sender, instance: PeriodicTask, **kwargs) -> None:
-    if not services.is_writing_beat_rows() and instance.name.startswith(
-        services.PERIODIC_TASK_PREFIX
-    ):
-        _mirror(instance)
+    if not services.is_writing_beat_rows():
+        services.mirror_beat_edits([instance])
 
 
 @receiver(post_save, sender=CrontabSchedule, dispatch_uid="mirror-crontab")
 def crontab_saved(sender, instance: CrontabSchedule, **kwargs) -> None:
     if services.is_writing_beat_rows():
         return
-    for task in instance.periodictask_set.filter(name__startswith=services.PERIODIC_TASK_PREFIX):
-        _mirror(task)
+    services.mirror_beat_edits(instance.periodictask_set.all())
 
 
 @receiver(post_delete, sender=PeriodicTask, dispatch_uid="forget-periodic-task")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +31,15 @@ def scheduler_stats() -> dict[str, Any]:
         "queued_tasks_count": counts.get(ExecutionSession.Status.QUEUED, 0),
         "max_concurrent_agents": settings.SCHEDULER_MAX_CONCURRENT,
     }
+
+
+def running_agent_ids(agents: Iterable[AIAgent]) -> set[uuid.UUID]:
+    """Which of ``agents`` have a run going, in one query."""
+    return set(
+        ExecutionSession.objects.filter(
+            status=ExecutionSession.Status.RUNNING, agent__in=agents
+        ).values_list("agent_id", flat=True)
+    )
 
 
 def task_details(agent: AIAgent, *, is_running: bool | None = None) -> dict[str, Any] | None:

@@ -29,12 +29,11 @@ from scheduling import services as schedules
 from scheduling.cron import (
     CronError,
     TimezoneError,
-    describe,
     next_run,
-    next_runs,
     parse_cron,
     validate_timezone,
 )
+from scheduling.schedules import schedule_description, upcoming_runs
 
 SCHEDULE_FIELDS = ("schedule_expression", "schedule_timezone", "priority", "schedule_enabled")
 AGENT_FIELDS = ("name", "agent_type", "configuration")
@@ -42,15 +41,10 @@ LATEST_SESSIONS = 10
 ERROR_PREVIEW = 80
 
 
-def schedule_description(agent: AIAgent) -> str:
-    if not agent.schedule_expression:
+def schedule_text(agent: AIAgent) -> str:
+    text = schedule_description(agent, with_zone=True)
+    if text is None:
         return ""
-    try:
-        text = describe(parse_cron(agent.schedule_expression))
-    except CronError:
-        return agent.schedule_expression
-    if agent.schedule_timezone != "UTC":
-        text = f"{text} ({agent.schedule_timezone})"
     return text if agent.schedule_enabled else f"{text} (paused)"
 
 
@@ -276,20 +270,12 @@ class AIAgentAdmin(admin.ModelAdmin):
 
     @admin.display(description="schedule")
     def schedule(self, agent: AIAgent) -> str:
-        return schedule_description(agent) or "-"
+        return schedule_text(agent) or "-"
 
     @admin.display(description="next runs")
     def upcoming_runs(self, agent: AIAgent) -> str:
-        if not (agent.schedule_expression and agent.schedule_enabled):
-            return "-"
-        try:
-            times = next_runs(
-                parse_cron(agent.schedule_expression),
-                agent.schedule_timezone,
-                after=timezone.now(),
-                count=5,
-            )
-        except (CronError, TimezoneError):
+        times = upcoming_runs(agent)
+        if not times:
             return "-"
         zone = validate_timezone(agent.schedule_timezone)
         return format_html_join(

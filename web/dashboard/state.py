@@ -19,7 +19,7 @@ from djangorestframework_camel_case.util import camelize
 from agents.models import AgentSessionCount, AIAgent, ExecutionSession
 from agents.services import visible_agents
 from core.dates import iso
-from scheduling.cron import CronError, describe, next_runs, parse_cron
+from scheduling.schedules import schedule_description, upcoming_runs
 from scheduling.stats import camel_stats, scheduler_stats
 from web.api.serializers import AgentSerializer, SessionSerializer
 
@@ -27,7 +27,6 @@ from web.api.serializers import AgentSerializer, SessionSerializer
 MAX_AGENTS = 100
 HISTORY_PAGE_SIZE = 10
 CHART_RUNS = 30
-UPCOMING_RUNS = 5
 
 Status = ExecutionSession.Status
 
@@ -45,25 +44,8 @@ def session_data(session: ExecutionSession | None) -> dict[str, Any] | None:
     return camelize(dict(SessionSerializer(session).data))
 
 
-def schedule_description(agent: AIAgent) -> str | None:
-    if not agent.schedule_expression:
-        return None
-    try:
-        return describe(parse_cron(agent.schedule_expression))
-    except CronError:
-        # Written before a stricter rule, or edited behind the service's back.
-        return agent.schedule_expression
-
-
-def upcoming_runs(agent: AIAgent, *, even_paused: bool = False) -> list[str]:
-    if not agent.schedule_expression or not (agent.schedule_enabled or even_paused):
-        return []
-    try:
-        cron = parse_cron(agent.schedule_expression)
-        runs = next_runs(cron, agent.schedule_timezone, after=timezone.now(), count=UPCOMING_RUNS)
-    except (CronError, ValueError):
-        return []
-    return [iso(run) for run in runs]
+def upcoming_run_times(agent: AIAgent, *, even_paused: bool = False) -> list[str]:
+    return [iso(run) for run in upcoming_runs(agent, even_paused=even_paused)]
 
 
 def scheduler_summary() -> dict[str, Any]:
@@ -105,7 +87,7 @@ def dashboard_state(user: AbstractBaseUser | AnonymousUser) -> dict[str, Any]:
         row["description"] = schedule_description(agent)
         # Lets the page move on to the next slot by itself when one passes.
         # (A paused rule's slots too: they are right again once it is resumed.)
-        row["upcomingRuns"] = upcoming_runs(agent, even_paused=True)
+        row["upcomingRuns"] = upcoming_run_times(agent, even_paused=True)
         row["lastSession"] = session_data(finished.get(agent.pk))
         row["activeSession"] = session_data(active.get(agent.pk))
         rows.append(row)
@@ -126,7 +108,7 @@ def agent_state(agent: AIAgent) -> dict[str, Any]:
         "agent": _agent_data(agent),
         "schedule": {
             "description": schedule_description(agent),
-            "upcomingRuns": upcoming_runs(agent),
+            "upcomingRuns": upcoming_run_times(agent),
         },
         "sessions": [session_data(session) for session in recent],
         "sessionsTotal": AgentSessionCount.total_for(agent.pk),

@@ -8,11 +8,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from djangorestframework_camel_case.util import camelize
 
-from agents.models import AIAgent, ExecutionSession, Priority
+from agents.models import AIAgent, Priority
 from agents.services import scheduled_agents
 from core.dates import iso
-from scheduling.cron import CronError, describe, parse_cron
-from scheduling.stats import camel_stats, scheduler_stats, task_details
+from scheduling.schedules import schedule_description
+from scheduling.stats import camel_stats, running_agent_ids, scheduler_stats, task_details
 
 
 class Command(BaseCommand):
@@ -33,11 +33,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, as_json: bool = False, **options: Any) -> None:
         stats = scheduler_stats()
         agents = list(scheduled_agents().select_related("owner").order_by("next_run_at", "name"))
-        running = set(
-            ExecutionSession.objects.filter(
-                status=ExecutionSession.Status.RUNNING, agent__in=agents
-            ).values_list("agent_id", flat=True)
-        )
+        running = running_agent_ids(agents)
         if as_json:
             self._print_json(stats, agents, running)
         else:
@@ -85,8 +81,4 @@ class Command(BaseCommand):
 
 
 def _describe(agent: AIAgent) -> str:
-    try:
-        text = describe(parse_cron(agent.schedule_expression))
-    except CronError:
-        return agent.schedule_expression or ""
-    return text if agent.schedule_timezone == "UTC" else f"{text} ({agent.schedule_timezone})"
+    return schedule_description(agent, with_zone=True) or ""

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view
@@ -10,11 +9,12 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.models import AIAgent, ExecutionSession
+from agents.models import AIAgent
 from agents.services import scheduled_agents, visible_agents
 from scheduling import services
-from scheduling.cron import CronError, TimezoneError, describe, next_runs, parse_cron
-from scheduling.stats import scheduler_stats, task_details
+from scheduling.cron import CronError, TimezoneError
+from scheduling.schedules import schedule_description, upcoming_runs
+from scheduling.stats import running_agent_ids, scheduler_stats, task_details
 from web.api.renderers import MessageResponse
 from web.api.schema import (
     AGENT_ID,
@@ -54,17 +54,10 @@ def _schedule_detail(agent: AIAgent) -> dict[str, Any]:
         **_schedule_summary(agent),
         "last_run_at": agent.last_run_at,
         "status": agent.status,
-        "description": None,
-        "upcoming_runs": [],
+        "description": schedule_description(agent),
+        "upcoming_runs": upcoming_runs(agent),
         "task_details": task_details(agent),
     }
-    if agent.schedule_expression:
-        cron = parse_cron(agent.schedule_expression)
-        data["description"] = describe(cron)
-        if agent.schedule_enabled:
-            data["upcoming_runs"] = next_runs(
-                cron, agent.schedule_timezone, after=timezone.now(), count=5
-            )
     return data
 
 
@@ -160,11 +153,7 @@ def scheduler_status(request: Request) -> Response:
         .filter(pk__in=visible_agents(request.user).values("pk"))
         .order_by("next_run_at", "name")
     )
-    running = set(
-        ExecutionSession.objects.filter(
-            status=ExecutionSession.Status.RUNNING, agent__in=agents
-        ).values_list("agent_id", flat=True)
-    )
+    running = running_agent_ids(agents)
     stats = scheduler_stats()
     stats["tasks"] = [task_details(agent, is_running=agent.pk in running) for agent in agents]
     return Response(stats)

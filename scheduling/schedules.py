@@ -1,0 +1,42 @@
+"""An agent's schedule in words and times, as the API, the dashboard, the
+admin and the status command show it.
+
+A stored expression the parser now refuses (written before a stricter rule,
+or edited behind the service's back) is shown as it is and has no upcoming
+runs: showing a schedule must never fail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.utils import timezone
+
+from agents.models import AIAgent
+from scheduling.cron import CronError, describe, next_runs, parse_cron
+
+UPCOMING_RUNS = 5
+
+
+def schedule_description(agent: AIAgent, *, with_zone: bool = False) -> str | None:
+    """The schedule in words, None without one; ``with_zone`` names a zone other than UTC."""
+    if not agent.schedule_expression:
+        return None
+    try:
+        text = describe(parse_cron(agent.schedule_expression))
+    except CronError:
+        return agent.schedule_expression
+    if with_zone and agent.schedule_timezone != "UTC":
+        text = f"{text} ({agent.schedule_timezone})"
+    return text
+
+
+def upcoming_runs(agent: AIAgent, *, even_paused: bool = False) -> list[datetime]:
+    """The next ``UPCOMING_RUNS`` fire times; none for a paused schedule unless ``even_paused``."""
+    if not agent.schedule_expression or not (agent.schedule_enabled or even_paused):
+        return []
+    try:
+        cron = parse_cron(agent.schedule_expression)
+        return next_runs(cron, agent.schedule_timezone, after=timezone.now(), count=UPCOMING_RUNS)
+    except (CronError, ValueError):
+        return []
