@@ -621,7 +621,7 @@ def test_it_finds_no_previous_run_before_the_start_of_the_calendar() -> None:
 
 @pytest.fixture
 def fresh_descriptions() -> None:
-    cron._description.cache_clear()
+    cron.descriptions._description.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -654,7 +654,7 @@ def test_it_falls_back_to_the_normalised_text_when_it_cannot_describe(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("cron-descriptor failed")
 
-    monkeypatch.setattr(cron, "ExpressionDescriptor", broken)
+    monkeypatch.setattr(cron.descriptions, "ExpressionDescriptor", broken)
     assert describe(parse_cron("0 9 * * MON")) == "0 9 * * 1"
 
 

@@ -1,96 +1,17 @@
-"""Strict five-field cron expressions: validation, run times, descriptions, Celery fields.
+"""The grammar: parsing and normalising expressions, zone names, beat's fields.
 
-Grammar
-    ``minute hour day-of-month month day-of-week`` separated by whitespace. Each field is a
-    comma-separated list of ``*``, ``*/step``, ``n``, ``a-b``, ``a-b/step`` or ``a/step`` (which
-    means ``a-max/step``). Months take ``jan``..``dec`` and weekdays ``sun``..``sat``
-    (case-insensitive, also inside ranges). Day-of-week 7 is Sunday and is normalised to 0;
-    ``a/step`` and ``*`` in day-of-week stop at Saturday so Sunday is counted once, and a range
-    ending in the name ``sun`` (``mon-sun``, ``sat-sun``) runs through Sunday. The macros
-    ``@yearly``/``@annually``, ``@monthly``, ``@weekly``, ``@daily``/``@midnight`` and ``@hourly``
-    stand for their five-field forms. Everything else - six or seven fields, ``L``, ``W``, ``#``,
-    ``?``, ``H``, ``@reboot``, reversed ranges, step 0, ``*`` mixed into a list, or a
-    day-of-month/month pair that never occurs (``0 0 31 2 *``) - is rejected with a
-    :class:`CronError` whose message names the problem.
-
-Day rule
-    As in cron, when both day-of-month and day-of-week are restricted a day matches if either
-    matches; when one is ``*`` only the other applies. A field counts as unrestricted only when it
-    is exactly ``*`` (Vixie cron's "starts with ``*``" test would make ``*/2`` unrestricted,
-    which surprises users who wrote an explicit step).
-
-Time zones and DST
-    Run times are computed on the schedule's local wall clock (zoneinfo) and returned as aware
-    UTC datetimes. The policy is classic cron's (Vixie/cronie ``cron(8)``), which treats two
-    kinds of schedule differently:
-
-    * Fixed-time schedules (neither the minute nor the hour field starts with ``*``, e.g.
-      ``30 2 * * *`` or ``0 9 * * 1-5``): a slot whose wall time is skipped by a spring-forward
-      gap runs once at the instant the gap ends (02:30 on 2026-03-08 in America/New_York runs at
-      03:00 EDT); a slot whose wall time occurs twice in a fall-back overlap runs once, at the
-      first occurrence (fold=0).
-    * Wildcard schedules (the minute or hour field starts with ``*``, e.g. ``*/15 * * * *`` or
-      ``0 * * * *``): they run at every real instant whose local wall time matches, so nothing
-      runs inside a gap and a repeated hour runs twice. This keeps "every 30 minutes" an even
-      real-time cadence across both transitions.
-
-    Slots that land on the same instant (a gap-end run coinciding with a regular slot) are
-    returned once, and results are always strictly ascending.
-
-Celery
-    Celery's ``crontab`` ANDs day-of-month with day-of-week. :func:`celery_crontab_fields`
-    therefore widens both day fields to ``*`` when both are restricted; the dispatcher must then
-    filter each firing with :meth:`CronExpression.matches_day`.
-
-Why a parser of our own
-    croniter and cronsim (Healthchecks' library) were weighed. cronsim comes closest: zoneinfo,
-    and the same Vixie DST rule as above with the same fixed-time test. What neither gives:
-
-    * Errors fit for a 400: one sentence naming the field, the entry and the problem
-      (``minute value 99 is out of range 0-59``); cronsim says ``Bad minute``, croniter
-      ``[99 * * * *] is not acceptable, out of range``.
-    * The grammar beat can run, and no more: both accept a seconds field, ``L`` and ``#``;
-      croniter also a reversed range (``5-1``), cronsim ``*`` inside a list. cronsim has no
-      macros. Expressions are bounded (:data:`MAX_EXPRESSION_LENGTH`), as beat's columns are.
-    * Never-fires found when parsing: croniter accepts ``0 0 31 2 *`` and fails only when asked
-      for a run; cronsim also rejects ``0 0 31 2 mon``, which fires every Monday.
-    * The day rule documented in the API: cronsim takes ``*/2`` as unrestricted (Debian's
-      "starts with ``*``"), so ``0 0 */2 * 5`` means odd days *that are* Fridays there.
-    * DST: croniter runs a fixed-time slot twice in a repeated hour (``30 1 * * *`` in New York
-      on 2026-11-01 at 05:30 and 06:30 UTC).
-    * Normalised fields for beat's ``CrontabSchedule`` (names and 7 to numbers, ``a/step`` to
-      ``a-max/step``) and the day-field widening above.
-
-    Parsing and run times need only the standard library; cron-descriptor serves
-    :func:`describe` alone, which falls back to the normalised text. The tests check run times
-    against croniter in UTC, where the two agree.
+The rules are in the package docstring (``scheduling.cron``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
-
-from cron_descriptor import DescriptionTypeEnum, ExpressionDescriptor, Options
-
-__all__ = [
-    "CronError",
-    "CronExpression",
-    "TimezoneError",
-    "celery_crontab_fields",
-    "describe",
-    "next_run",
-    "next_runs",
-    "parse_cron",
-    "previous_run",
-    "validate_timezone",
-]
-
 
 MAX_EXPRESSION_LENGTH = 200
 
@@ -167,7 +88,7 @@ class _FieldProblem(Exception):
     """A sentence fragment about one field, wrapped into a CronError naming the expression."""
 
 
-class _Values(NamedTuple):
+class FieldValues(NamedTuple):
     minute: frozenset[int]
     hour: frozenset[int]
     day_of_month: frozenset[int]
@@ -210,16 +131,16 @@ class CronExpression:
 
     def matches_day(self, local_date: date) -> bool:
         """Whether the day-of-month/day-of-week rule selects ``local_date`` (month not checked)."""
-        values = _field_values(*self._fields())
+        values = field_values(*self._fields())
         in_month_days = local_date.day in values.day_of_month
-        in_week_days = _cron_weekday(local_date) in values.day_of_week
+        in_week_days = cron_weekday(local_date) in values.day_of_week
         if self.day_of_month_restricted and self.day_of_week_restricted:
             return in_month_days or in_week_days
         return in_month_days and in_week_days
 
     def matches(self, local_dt: datetime) -> bool:
         """Whether the wall-clock fields of ``local_dt`` match; convert to local time first."""
-        values = _field_values(*self._fields())
+        values = field_values(*self._fields())
         return (
             local_dt.minute in values.minute
             and local_dt.hour in values.hour
@@ -268,52 +189,6 @@ def validate_timezone(name: object) -> ZoneInfo:
         raise TimezoneError(f"Unknown timezone {name!r}.") from None
 
 
-def next_runs(
-    expr: CronExpression,
-    tz: str | ZoneInfo,
-    *,
-    after: datetime,
-    count: int = 5,
-) -> list[datetime]:
-    """The first ``count`` run times strictly after ``after``, as ascending aware UTC datetimes."""
-    if count < 0:
-        raise ValueError(f"count must not be negative, got {count}.")
-    zone = _zone(tz)
-    start = _as_utc(after, "after")
-    first_day = _shifted(start.date(), -1)
-    return _scan(expr, zone, first_day, 1, lambda instant: instant > start, count)[:count]
-
-
-def next_run(expr: CronExpression, tz: str | ZoneInfo, *, after: datetime) -> datetime:
-    """The first run time strictly after ``after``, as an aware UTC datetime."""
-    runs = next_runs(expr, tz, after=after, count=1)
-    if not runs:
-        raise CronError(
-            f"Cron expression {expr.normalized!r} has no run after {after.isoformat()}."
-        )
-    return runs[0]
-
-
-def previous_run(
-    expr: CronExpression, tz: str | ZoneInfo, *, at_or_before: datetime
-) -> datetime | None:
-    """The latest run time at or before ``at_or_before`` (aware UTC), or None if there is none."""
-    zone = _zone(tz)
-    limit = _as_utc(at_or_before, "at_or_before")
-    first_day = _shifted(limit.date(), 1)
-    runs = _scan(expr, zone, first_day, -1, lambda instant: instant <= limit, 1)
-    return runs[-1] if runs else None
-
-
-def describe(expr: CronExpression) -> str:
-    """Plain-English description of the normalised expression; never raises."""
-    both_days = expr.day_of_month_restricted and expr.day_of_week_restricted
-    try:
-        return _description(expr.normalized, both_days)
-    except Exception:  # cron-descriptor has many failure modes; a description is optional.
-        return expr.normalized
-
-
 def celery_crontab_fields(expr: CronExpression) -> dict[str, str]:
     """Fields for a django-celery-beat ``CrontabSchedule`` (see "Celery" in the docstring)."""
     both_days = expr.day_of_month_restricted and expr.day_of_week_restricted
@@ -352,21 +227,21 @@ def _expand_macro(source: str, tokens: list[str]) -> list[str]:
     return expansion.split()
 
 
-def _values_or_error(source: str, texts: tuple[object, ...]) -> _Values:
+def _values_or_error(source: str, texts: tuple[object, ...]) -> FieldValues:
     checked: list[str] = []
     for text, field in zip(texts, _FIELDS, strict=True):
         if not isinstance(text, str):
             raise _invalid(source, f"{field.label} must be text, got {type(text).__name__}")
         checked.append(text)
     try:
-        return _field_values(*checked)
+        return field_values(*checked)
     except _FieldProblem as problem:
         raise _invalid(source, str(problem)) from None
 
 
 @lru_cache(maxsize=1024)
-def _field_values(*texts: str) -> _Values:
-    return _Values(
+def field_values(*texts: str) -> FieldValues:
+    return FieldValues(
         *(_parse_field(text, field)[1] for text, field in zip(texts, _FIELDS, strict=True))
     )
 
@@ -467,7 +342,7 @@ def _compact(values: list[int]) -> str:
     )
 
 
-def _require_reachable_day(expr: CronExpression, values: _Values) -> None:
+def _require_reachable_day(expr: CronExpression, values: FieldValues) -> None:
     longest = max(_LONGEST_MONTH[month] for month in values.month)
     if min(values.day_of_month) > longest:
         raise _invalid(
@@ -477,136 +352,6 @@ def _require_reachable_day(expr: CronExpression, values: _Values) -> None:
         )
 
 
-def _cron_weekday(day: date) -> int:
+def cron_weekday(day: date) -> int:
     # date.weekday() counts from Monday = 0; cron counts from Sunday = 0.
     return (day.weekday() + 1) % 7
-
-
-# --- run times -------------------------------------------------------------------------------
-
-# UTC offsets are strictly within +-24h, so an instant's local day is at most one day away from
-# its UTC day, and slots on local days more than two days apart can never swap order.
-_SETTLE_DAYS = 2
-# Scanning stays this far inside date.min..date.max so that UTC conversion cannot overflow.
-_FIRST_ORDINAL = date.min.toordinal() + _SETTLE_DAYS
-_LAST_ORDINAL = date.max.toordinal() - _SETTLE_DAYS
-_ONE_SECOND = timedelta(seconds=1)
-
-
-def _zone(tz: str | ZoneInfo) -> ZoneInfo:
-    return tz if isinstance(tz, ZoneInfo) else validate_timezone(tz)
-
-
-def _as_utc(moment: datetime, name: str) -> datetime:
-    if not isinstance(moment, datetime) or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime, got {moment!r}.")
-    return moment.astimezone(UTC)
-
-
-def _shifted(day: date, days: int) -> date:
-    ordinal = min(max(day.toordinal() + days, _FIRST_ORDINAL), _LAST_ORDINAL)
-    return date.fromordinal(ordinal)
-
-
-def _days(first: date, step: int) -> Iterator[date]:
-    stop = _LAST_ORDINAL + 1 if step > 0 else _FIRST_ORDINAL - 1
-    return map(date.fromordinal, range(first.toordinal(), stop, step))
-
-
-def _scan(
-    expr: CronExpression,
-    zone: ZoneInfo,
-    first_day: date,
-    step: int,
-    accept: Callable[[datetime], bool],
-    wanted: int,
-) -> list[datetime]:
-    """Accepted run instants, sorted, from local days walked from ``first_day`` by ``step``.
-
-    Walking stops ``_SETTLE_DAYS`` after the day on which ``wanted`` instants were collected,
-    because later days cannot contribute instants that sort before those.
-    """
-    values = _field_values(*expr._fields())
-    fixed_time = not expr.minute.startswith("*") and not expr.hour.startswith("*")
-    found: set[datetime] = set()
-    last_day: date | None = None
-    for day in _days(first_day, step):
-        if last_day is not None and (day - last_day).days * step > 0:
-            break
-        if day.month in values.month and expr.matches_day(day):
-            found.update(filter(accept, _day_instants(day, values, zone, fixed_time)))
-        if last_day is None and len(found) >= wanted:
-            last_day = _shifted(day, _SETTLE_DAYS * step)
-    return sorted(found)
-
-
-def _day_instants(
-    day: date, values: _Values, zone: ZoneInfo, fixed_time: bool
-) -> Iterable[datetime]:
-    for hour in values.hour:
-        for minute in values.minute:
-            wall = datetime(day.year, day.month, day.day, hour, minute)
-            yield from _instants_for(wall, zone, fixed_time)
-
-
-def _utc_offset(zone: ZoneInfo, wall: datetime) -> timedelta:
-    offset = zone.utcoffset(wall)
-    # tzinfo may answer None in general; a ZoneInfo always knows its offset.
-    assert offset is not None
-    return offset
-
-
-def _instants_for(wall: datetime, zone: ZoneInfo, fixed_time: bool) -> tuple[datetime, ...]:
-    """The UTC instants at which a slot with local wall time ``wall`` runs (DST policy)."""
-    first_offset = _utc_offset(zone, wall)
-    second_offset = _utc_offset(zone, wall.replace(fold=1))
-    first = (wall - first_offset).replace(tzinfo=UTC)
-    if first_offset == second_offset:
-        return (first,)
-    second = (wall - second_offset).replace(tzinfo=UTC)
-    if _wall_time(first, zone) == wall:
-        # The wall time repeats (fall back): `first` is the earlier occurrence.
-        return (first,) if fixed_time else (first, second)
-    # The wall time is skipped (spring forward).
-    return (_gap_end(second, first, zone),) if fixed_time else ()
-
-
-def _wall_time(instant: datetime, zone: ZoneInfo) -> datetime:
-    return instant.astimezone(zone).replace(tzinfo=None, fold=0)
-
-
-def _gap_end(before_gap: datetime, after_gap: datetime, zone: ZoneInfo) -> datetime:
-    """The transition instant, found by bisection in whole seconds (TZif transitions are)."""
-    offset_before = before_gap.astimezone(zone).utcoffset()
-    low, high = 0, int((after_gap - before_gap) / _ONE_SECOND)
-    while high - low > 1:
-        middle = (low + high) // 2
-        if (before_gap + middle * _ONE_SECOND).astimezone(zone).utcoffset() == offset_before:
-            low = middle
-        else:
-            high = middle
-    return before_gap + high * _ONE_SECOND
-
-
-# --- descriptions ----------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=256)
-def _description(normalized: str, both_days: bool) -> str:
-    options = Options()
-    # Options() follows the process locale; the product speaks English with a 12-hour clock.
-    options.locale_code = "en_US"
-    options.use_24hour_time_format = False
-    # The normalised text counts Sunday as 0.
-    options.day_of_week_start_index_zero = True
-    descriptor = ExpressionDescriptor(normalized, options)
-    text: str = descriptor.get_description()
-    if not both_days:
-        return text
-    # cron-descriptor words the two day fields as if both had to hold; cron needs only one.
-    # No option of the library words them as "either" (its Options hold only casing,
-    # verbosity, locale, the clock and the weekday base), so its day-of-week segment is
-    # reworded: ", only on Friday" becomes ", or on Friday".
-    weekdays: str = descriptor.get_description(DescriptionTypeEnum.DAYOFWEEK)
-    either = ", or " + weekdays.removeprefix(", ").removeprefix("only ")
-    return text.replace(weekdays, either, 1)
