@@ -1,11 +1,4 @@
-"""The Django admin for agents and their runs.
-
-It only parses forms and calls the same services as the API: a schedule is
-saved by ``scheduling.services.set_schedule``, a deletion by
-``scheduling.services.delete_agent`` (so beat rows go with the agent), a run by
-``scheduling.runs``. A bad cron expression is therefore a form error naming
-the problem, never a server error.
-"""
+"""Agents in the admin: their fields, schedule, latest runs and actions."""
 
 from __future__ import annotations
 
@@ -14,15 +7,13 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.text import Truncator
 
 from agents import services
-from agents.models import AIAgent, ExecutionSession
+from agents.models import AIAgent
 from agents.runners import ConfigurationError, get_runner, registered_types
 from scheduling import runs
 from scheduling import services as schedules
@@ -34,11 +25,10 @@ from scheduling.cron import (
     validate_timezone,
 )
 from scheduling.schedules import schedule_description, upcoming_runs
+from web.admin.sessions import LatestSessionsInline
 
 SCHEDULE_FIELDS = ("schedule_expression", "schedule_timezone", "priority", "schedule_enabled")
 AGENT_FIELDS = ("name", "agent_type", "configuration")
-LATEST_SESSIONS = 10
-ERROR_PREVIEW = 80
 
 
 def schedule_text(agent: AIAgent) -> str:
@@ -135,61 +125,6 @@ class AgentAdminForm(forms.ModelForm):
                     self.add_error(field, "This belongs to the schedule: enter a cron expression.")
             if "schedule_enabled" in self.changed_data and data.get("schedule_enabled"):
                 self.add_error("schedule_enabled", "Enter a cron expression to enable a schedule.")
-
-
-class LatestSessionsFormSet(BaseInlineFormSet):
-    def get_queryset(self) -> QuerySet[ExecutionSession]:
-        if not hasattr(self, "_latest"):
-            self._latest = super().get_queryset().order_by("-created_at", "-id")[:LATEST_SESSIONS]
-        return self._latest
-
-
-class LatestSessionsInline(admin.TabularInline):
-    model = ExecutionSession
-    formset = LatestSessionsFormSet
-    verbose_name_plural = f"Latest {LATEST_SESSIONS} sessions"
-    fields = (
-        "status",
-        "trigger",
-        "attempt",
-        "scheduled_for",
-        "started_at",
-        "duration",
-        "progress",
-        "error",
-    )
-    readonly_fields = fields
-    show_change_link = True
-    extra = 0
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.display(description="duration")
-    def duration(self, session: ExecutionSession) -> str:
-        return format_duration(session.duration_ms)
-
-    @admin.display(description="error")
-    def error(self, session: ExecutionSession) -> str:
-        return Truncator(session.error_message).chars(ERROR_PREVIEW)
-
-
-def format_duration(milliseconds: int | None) -> str:
-    if milliseconds is None:
-        return "-"
-    if milliseconds < 1000:
-        return f"{milliseconds} ms"
-    seconds = milliseconds / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest} s"
 
 
 @admin.register(AIAgent)
@@ -372,81 +307,3 @@ class AIAgentAdmin(admin.ModelAdmin):
 
 def _agents(count: int) -> str:
     return f"{count} agent" if count == 1 else f"{count} agents"
-
-
-@admin.register(ExecutionSession)
-class ExecutionSessionAdmin(admin.ModelAdmin):
-    """The run history: written by the scheduler only, so it is read-only here."""
-
-    list_display = (
-        "agent",
-        "status",
-        "trigger",
-        "attempt",
-        "scheduled_for",
-        "started_at",
-        "duration",
-        "progress_percent",
-        "error",
-    )
-    list_filter = ("status", "trigger", ("agent__agent_type", admin.AllValuesFieldListFilter))
-    search_fields = ("agent__name",)
-    list_select_related = ("agent",)
-    ordering = ("-created_at",)
-    date_hierarchy = "created_at"
-    actions = ("cancel_sessions",)
-    fields = (
-        "agent",
-        "status",
-        "trigger",
-        "attempt",
-        "priority",
-        "scheduled_for",
-        "not_before",
-        "started_at",
-        "completed_at",
-        "success",
-        "duration",
-        "progress_percent",
-        "output_summary",
-        "error_message",
-        "worker",
-        "lease_expires_at",
-        "created_at",
-    )
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.display(description="duration", ordering="duration_ms")
-    def duration(self, session: ExecutionSession) -> str:
-        return format_duration(session.duration_ms)
-
-    @admin.display(description="progress", ordering="progress")
-    def progress_percent(self, session: ExecutionSession) -> str:
-        return f"{session.progress}%"
-
-    @admin.display(description="error")
-    def error(self, session: ExecutionSession) -> str:
-        return Truncator(session.error_message).chars(ERROR_PREVIEW)
-
-    def has_cancel_permission(self, request: HttpRequest) -> bool:
-        # Sessions are read-only as records, but stopping a run is an operator's job.
-        return request.user.has_perm("agents.change_executionsession")
-
-    @admin.action(description="Cancel selected sessions", permissions=["cancel"])
-    def cancel_sessions(self, request: HttpRequest, queryset: QuerySet[ExecutionSession]) -> None:
-        selected = list(queryset.select_related("agent"))
-        cancelled = sum(1 for session in selected if runs.cancel_session(session))
-        finished = len(selected) - cancelled
-        text = f"Cancelled {cancelled} session{'s' if cancelled != 1 else ''}."
-        if finished:
-            text += f" {finished} had already finished."
-        self.message_user(request, text, messages.SUCCESS if cancelled else messages.WARNING)
