@@ -33,7 +33,8 @@ class SignInRateLimitMiddleware(MiddlewareMixin):
             return None
         retry_after = throttle.wait()
         response = HttpResponse(
-            f"Too many sign-in attempts from your address. Try again in {retry_after} seconds.\n",
+            "Too many sign-in attempts from your address. "
+            f"Try again in {retry_after} second{'' if retry_after == 1 else 's'}.\n",
             status=429,
             content_type="text/plain; charset=utf-8",
         )
