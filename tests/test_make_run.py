@@ -37,7 +37,16 @@ signal.pause()
 def project_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "project"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("neonhub", "agents", "scheduling", "realtime", "bin"):
+    for name in (
+        "neonhub",
+        "web",
+        "scheduling",
+        "realtime",
+        "observability",
+        "agents",
+        "core",
+        "bin",
+    ):
         shutil.copytree(ROOT / name, copy / name, ignore=ignore)
     shutil.copy2(ROOT / "manage.py", copy / "manage.py")
     (copy / ".venv").symlink_to(ROOT / ".venv")

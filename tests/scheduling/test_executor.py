@@ -8,7 +8,7 @@ from django.db import DataError, IntegrityError
 
 from agents.models import AIAgent, ExecutionSession
 from agents.runners import RunFailed
-from scheduling import executor, later, runs
+from scheduling import admission, executor, later, pacing, runs
 from tests.factories import AgentFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,9 +22,9 @@ def no_broker(monkeypatch):
     """What would go to the broker, recorded: admission requests, started runs
     and calls put off (a retry's admission)."""
     sent: list = []
-    monkeypatch.setattr(runs, "request_admission", lambda: sent.append("admission"))
-    monkeypatch.setattr(runs, "_send_executions", lambda admitted: sent.extend(admitted))
-    monkeypatch.setattr(runs, "request_status_broadcast", lambda: None)
+    monkeypatch.setattr(pacing, "request_admission", lambda: sent.append("admission"))
+    monkeypatch.setattr(admission, "_send_executions", lambda admitted: sent.extend(admitted))
+    monkeypatch.setattr(pacing, "request_status_broadcast", lambda: None)
     monkeypatch.setattr(later, "call_later", lambda seconds, function: sent.append("later"))
     return sent
 

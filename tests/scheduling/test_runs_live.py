@@ -91,7 +91,8 @@ def test_a_run_that_keeps_failing_stops_after_the_retries_and_marks_the_agent(wo
 
 
 def test_never_more_than_the_cap_run_at_once_and_all_finish(worker, settings):
-    agents = [AgentFactory(configuration={"steps": 2, "stepSeconds": 0.3}) for _ in range(8)]
+    # Runs long enough that all eight are queued before the first ends, on a busy machine too.
+    agents = [AgentFactory(configuration={"steps": 2, "stepSeconds": 1.5}) for _ in range(8)]
     for agent in agents:
         client_for(agent.owner).post(f"/api/agents/{agent.pk}/run")
 
