@@ -27,9 +27,6 @@ SUBSCRIBED = "subscribed"
 UNSUBSCRIBED = "unsubscribed"
 ERROR = "error"
 
-# The same answer for a malformed, unknown and foreign agent id, so ids do not leak.
-AGENT_NOT_FOUND = "Agent not found"
-
 # Unknown event names are echoed back; a long one is cut short.
 _ECHO_LIMIT = 64
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.db import transaction
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
@@ -29,8 +30,8 @@ from realtime.publisher import send_to_groups
 from tests.factories import PASSWORD
 from tests.realtime.helpers import ask, close_code, token_for
 
-AGENT_NOT_FOUND = {"success": False, "error": "Agent not found."}
-SESSION_NOT_FOUND = {"success": False, "error": "Session not found."}
+AGENT_NOT_FOUND = {"success": False, "error": "Agent not found"}
+SESSION_NOT_FOUND = {"success": False, "error": "Session not found"}
 
 
 def client_with(authorization: str | None) -> APIClient:
@@ -147,6 +148,64 @@ def test_a_foreign_id_answers_exactly_like_an_id_that_does_not_exist(
     unknown_ids = {name: str(uuid.uuid4()) for name in ids_of(alice)}
     unknown = getattr(client, method)(path.format(**unknown_ids), body, format="json")
     assert (foreign.status_code, foreign.json()) == (unknown.status_code, unknown.json())
+
+
+# Walked from the URL patterns rather than listed, so a new path with an id
+# cannot be left out: every method of it, with an id that does not exist, one
+# that is not an id at all, and another user's.
+
+
+def api_patterns_with_ids(patterns=None, prefix: str = ""):
+    """(name, id parameter, methods) of every /api/ URL pattern that takes an id."""
+    for entry in get_resolver().url_patterns if patterns is None else patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            yield from api_patterns_with_ids(entry.url_patterns, route)
+        elif isinstance(entry, URLPattern) and route.startswith("api/"):
+            (parameter, *others) = [*entry.pattern.regex.groupindex, None]
+            if parameter is None:
+                continue
+            assert others == [None], route
+            view = entry.callback
+            actions = getattr(view, "actions", None)
+            methods = set(actions) if actions else set(view.cls.http_method_names)
+            yield entry.name, parameter, sorted(methods - {"options", "head"})
+
+
+def walked_requests():
+    for name, parameter, methods in api_patterns_with_ids():
+        expected = "Session not found" if parameter == "session_id" else "Agent not found"
+        for method in methods:
+            for whose in ("unknown", "not an id", "foreign"):
+                yield pytest.param(
+                    name, parameter, method, whose, expected, id=f"{method} {name} {whose}"
+                )
+
+
+WALKED = list(walked_requests())
+
+
+def test_the_walk_finds_the_agent_and_session_paths():
+    names = {param.values[0] for param in WALKED}
+    assert {"agent-detail", "agent-schedule", "agent-run", "session-cancel"} <= names
+    assert {param.values[4] for param in WALKED} == {"Agent not found", "Session not found"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "parameter", "method", "whose", "expected"), WALKED)
+def test_every_path_with_an_id_answers_exactly_the_contract_s_not_found(
+    alice, bob, name, parameter, method, whose, expected
+):
+    session = alice.queued if method == "post" else alice.finished
+    foreign = alice.agent.pk if expected == "Agent not found" else session.pk
+    value = {"unknown": uuid.uuid4(), "not an id": "not.an-id", "foreign": foreign}[whose]
+    before = snapshot(alice)
+    url = reverse(name, kwargs={parameter: value})
+    for path in (url, url.rstrip("/") + "/"):
+        response = getattr(client_with(bearer(bob.user)), method)(path, {}, format="json")
+        assert response.status_code == 404, (path, response.content)
+        assert response.json() == {"success": False, "error": expected}
+    assert snapshot(alice) == before
 
 
 OWNER_ANSWERS = {

@@ -188,7 +188,7 @@ def test_another_users_agent_is_not_found(api, other_user, method):
     agent = AgentFactory(owner=other_user)
     response = getattr(api, method)(f"/api/agents/{agent.pk}", {}, format="json")
     assert response.status_code == 404
-    assert response.json() == {"success": False, "error": "Agent not found."}
+    assert response.json() == {"success": False, "error": "Agent not found"}
     assert AIAgent.objects.filter(pk=agent.pk).exists()
 
 
@@ -196,7 +196,7 @@ def test_another_users_agent_is_not_found(api, other_user, method):
 def test_an_unknown_agent_is_not_found(api, agent_id):
     response = api.get(f"/api/agents/{agent_id}")
     assert response.status_code == 404
-    assert response.json()["error"] == "Agent not found."
+    assert response.json()["error"] == "Agent not found"
 
 
 @pytest.mark.parametrize("path", ["/api/agents", "/api/agents/"])

@@ -206,7 +206,7 @@ def test_another_users_schedule_is_not_found(api, other_user, method):
         schedule_path(foreign), {"cronExpression": "@daily"}, format="json"
     )
     assert response.status_code == 404
-    assert response.json()["error"] == "Agent not found."
+    assert response.json()["error"] == "Agent not found"
 
 
 @pytest.mark.parametrize("suffix", ["", "/"])

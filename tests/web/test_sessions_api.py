@@ -100,7 +100,7 @@ def test_session_detail(api, user):
 def test_unknown_sessions_are_not_found(api, session_id):
     response = api.get(f"/api/sessions/{session_id}")
     assert response.status_code == 404
-    assert response.json()["error"] == "Session not found."
+    assert response.json()["error"] == "Session not found"
 
 
 def test_a_foreign_session_is_not_found(api, other_user):

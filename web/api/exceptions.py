@@ -82,6 +82,10 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
         message = _first_message(getattr(exc, "detail", None)) or DEFAULT_MESSAGES.get(
             response.status_code, "Request failed."
         )
-    response.data = error_body(_sentence(message), details)
+    # Not-found texts are the contract's word for word ("Agent not found"):
+    # clients match on them, so they get no full stop.
+    if response.status_code != status.HTTP_404_NOT_FOUND:
+        message = _sentence(message)
+    response.data = error_body(message, details)
     mark_enveloped(response)
     return response

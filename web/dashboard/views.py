@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 
 from agents.models import AIAgent
 from agents.services import visible_agents
+from web.api.errors import AGENT_NOT_FOUND
 from web.dashboard import state
 
 
@@ -50,7 +51,7 @@ def agent_detail(request: HttpRequest, agent_id: uuid.UUID) -> HttpResponse:
     # Foreign and unknown agents look the same, as in the API.
     agent = visible_agents(request.user).filter(pk=agent_id).first()
     if agent is None:
-        raise Http404("Agent not found")
+        raise Http404(AGENT_NOT_FOUND)
     data = state.agent_state(agent)
     history = data["sessions"][: data["pageSize"]]
     return render(

@@ -43,6 +43,9 @@ class AgentViewSet(viewsets.ViewSet):
     """Agents the signed-in user manages (staff: all agents)."""
 
     serializer_class = AgentSerializer
+    # Any id, dots included, reaches the lookup and gets its "Agent not found",
+    # as on the other agent paths.
+    lookup_value_regex = "[^/]+"
 
     def list(self, request: Request) -> Response:
         page = paginate(

@@ -8,9 +8,7 @@ from rest_framework.request import Request
 
 from agents.models import AIAgent, ExecutionSession
 from agents.services import visible_agents, visible_sessions
-
-AGENT_NOT_FOUND = "Agent not found"
-SESSION_NOT_FOUND = "Session not found"
+from web.api.errors import AGENT_NOT_FOUND, SESSION_NOT_FOUND
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:
