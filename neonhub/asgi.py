@@ -5,6 +5,7 @@ import os
 from django.core.asgi import get_asgi_application
 
 from neonhub.http_limits import answer_overlong_lines
+from web.api.content_type import RefuseUnreadableContentTypesASGI
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neonhub.settings")
 
@@ -21,7 +22,7 @@ answer_overlong_lines()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": RefuseUnreadableContentTypesASGI(django_asgi_app),
         "websocket": OriginCheck(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
