@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.db import transaction
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
@@ -27,6 +27,7 @@ from agents.models import AIAgent, ExecutionSession
 from realtime import events
 from realtime.protocol import CLOSE_UNAUTHORIZED
 from realtime.publisher import send_to_groups
+from tests.api_routes import api_routes
 from tests.factories import PASSWORD
 from tests.realtime.helpers import ask, close_code, token_for
 
@@ -155,30 +156,20 @@ def test_a_foreign_id_answers_exactly_like_an_id_that_does_not_exist(
 # that is not an id at all, and another user's.
 
 
-def api_patterns_with_ids(patterns=None, prefix: str = ""):
-    """(name, id parameter, methods) of every /api/ URL pattern that takes an id."""
-    for entry in get_resolver().url_patterns if patterns is None else patterns:
-        route = prefix + str(entry.pattern)
-        if isinstance(entry, URLResolver):
-            yield from api_patterns_with_ids(entry.url_patterns, route)
-        elif isinstance(entry, URLPattern) and route.startswith("api/"):
-            (parameter, *others) = [*entry.pattern.regex.groupindex, None]
-            if parameter is None:
-                continue
-            assert others == [None], route
-            view = entry.callback
-            actions = getattr(view, "actions", None)
-            methods = set(actions) if actions else set(view.cls.http_method_names)
-            yield entry.name, parameter, sorted(methods - {"options", "head"})
-
-
 def walked_requests():
-    for name, parameter, methods in api_patterns_with_ids():
-        expected = "Session not found" if parameter == "session_id" else "Agent not found"
-        for method in methods:
+    for route in api_routes():
+        if route.parameter is None:
+            continue
+        expected = "Session not found" if route.parameter == "session_id" else "Agent not found"
+        for method in route.methods:
             for whose in ("unknown", "not an id", "foreign"):
                 yield pytest.param(
-                    name, parameter, method, whose, expected, id=f"{method} {name} {whose}"
+                    route.name,
+                    route.parameter,
+                    method,
+                    whose,
+                    expected,
+                    id=f"{method} {route.name} {whose}",
                 )
 
 
