@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from tests.factories import PASSWORD
 
@@ -62,3 +63,19 @@ def test_the_token_endpoint_rejects_get(anonymous):
     response = anonymous.get("/api/auth/token")
     assert response.status_code == 405
     assert response.json()["success"] is False
+
+
+@pytest.mark.parametrize("state", ["deleted", "deactivated"])
+def test_a_refresh_token_of_a_user_who_is_gone_is_a_401(anonymous, user, state):
+    refresh = str(RefreshToken.for_user(user))
+    if state == "deleted":
+        user.delete()
+    else:
+        user.is_active = False
+        user.save()
+    response = anonymous.post("/api/auth/token/refresh", {"refresh": refresh}, format="json")
+    assert response.status_code == 401
+    assert response.json() == {
+        "success": False,
+        "error": "No active account found for the given token.",
+    }

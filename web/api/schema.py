@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from drf_spectacular.contrib.rest_framework_simplejwt import (
+    TokenObtainPairSerializerExtension,
+    TokenRefreshSerializerExtension,
+)
 from drf_spectacular.extensions import (
     OpenApiSerializerExtension,
     OpenApiSerializerFieldExtension,
@@ -101,24 +105,6 @@ class SessionListSerializer(serializers.Serializer):
         ref_name = "SessionList"
 
 
-class ScheduleRequestSerializer(serializers.Serializer):
-    cron_expression = serializers.CharField(
-        help_text="Five-field cron expression (minute hour day-of-month month day-of-week) "
-        "or a macro: @hourly, @daily, @weekly, @monthly, @yearly.",
-    )
-    priority = PriorityField(required=False, help_text="Default NORMAL.")
-    enabled = serializers.BooleanField(
-        required=False, help_text="false pauses the schedule without losing it. Default true."
-    )
-    timezone = serializers.CharField(
-        required=False,
-        help_text="IANA timezone the expression is read in, e.g. Europe/Berlin. Default UTC.",
-    )
-
-    class Meta:
-        ref_name = "ScheduleRequest"
-
-
 class TaskDetailsSerializer(serializers.Serializer):
     agent_id = serializers.UUIDField()
     agent_name = serializers.CharField()
@@ -199,6 +185,17 @@ class PriorityFieldExtension(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         return {"type": "string", "enum": [priority.name for priority in Priority]}
+
+
+# Our subclasses of simplejwt's classes are described as simplejwt's are.
+
+
+class TokenObtainPairExtension(TokenObtainPairSerializerExtension):
+    target_class = "web.api.serializers.TokenObtainPairSerializer"
+
+
+class TokenRefreshExtension(TokenRefreshSerializerExtension):
+    target_class = "web.api.serializers.TokenRefreshSerializer"
 
 
 class AgentSerializerExtension(OpenApiSerializerExtension):

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.db import models
 from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.fields import empty
+from rest_framework.utils import html
+from rest_framework_simplejwt import serializers as jwt_serializers
 
 from agents.models import AIAgent, ExecutionSession, Priority
 from agents.runners import ConfigurationError, UnknownAgentType, get_runner, registered_types
@@ -44,10 +50,47 @@ class PriorityField(serializers.Field):
         self.fail("invalid", value=data)
 
 
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+class StrictCharField(serializers.CharField):
+    """Only strings: 5 or true are rejected rather than stored as "5" or "True"."""
+
+    default_error_messages = {"invalid": "Must be a string, not {kind}."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid", kind=_json_kind(data))
+        return super().to_internal_value(data)
+
+
+# A form can only send text; these two spellings are its booleans.
+FORM_BOOLEANS = {"true": True, "false": False}
+
+
 class StrictBooleanField(serializers.BooleanField):
     """Only JSON true/false: "yes" or 1 are rejected rather than guessed at."""
 
     default_error_messages = {"invalid": "Must be true or false."}
+    # DRF reads a boolean missing from a form as false (an unticked checkbox):
+    # a form that sends only a priority would pause the schedule. Missing is
+    # missing, whatever the content type.
+    default_empty_html = empty
+
+    def get_value(self, dictionary: Any) -> Any:
+        value = super().get_value(dictionary)
+        if html.is_html_input(dictionary) and value in FORM_BOOLEANS:
+            return FORM_BOOLEANS[value]
+        return value
 
     def to_internal_value(self, data: Any) -> bool:
         if isinstance(data, bool):
@@ -56,6 +99,11 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class AgentSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
     priority = PriorityField(read_only=True)
     configuration = serializers.JSONField(required=False)
 
@@ -157,3 +205,27 @@ class SessionSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+
+class TokenObtainPairSerializer(jwt_serializers.TokenObtainPairSerializer):
+    """simplejwt's, with credentials that must be strings."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields[self.username_field] = StrictCharField(write_only=True)
+        self.fields["password"] = StrictCharField(write_only=True, style={"input_type": "password"})
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """simplejwt's, answering a token whose user was deleted like one whose user
+    was deactivated (simplejwt lets the failed lookup escape as a 500)."""
+
+    refresh = StrictCharField()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        try:
+            return super().validate(attrs)
+        except get_user_model().DoesNotExist:
+            raise AuthenticationFailed(
+                self.error_messages["no_active_account"], "no_active_account"
+            ) from None

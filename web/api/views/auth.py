@@ -3,6 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from web.api.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
 from web.api.throttling import TokenRateThrottle
 
 
@@ -16,6 +17,7 @@ from web.api.throttling import TokenRateThrottle
     )
 )
 class TokenView(TokenObtainPairView):
+    serializer_class = TokenObtainPairSerializer
     throttle_classes = [TokenRateThrottle]
 
 
@@ -27,4 +29,5 @@ class TokenView(TokenObtainPairView):
     )
 )
 class TokenRefresh(TokenRefreshView):
+    serializer_class = TokenRefreshSerializer
     throttle_classes = [TokenRateThrottle]

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from agents.models import AIAgent
 from agents.services import scheduled_agents, visible_agents
 from scheduling import services
-from scheduling.cron import CronError, TimezoneError
+from scheduling.cron import MAX_EXPRESSION_LENGTH, CronError, TimezoneError
 from scheduling.schedules import schedule_description, upcoming_runs
 from scheduling.stats import running_agent_ids, scheduler_stats, task_details
 from web.api.renderers import MessageResponse
@@ -20,21 +20,35 @@ from web.api.schema import (
     AGENT_ID,
     MessageSerializer,
     ScheduleDetailSerializer,
-    ScheduleRequestSerializer,
     SchedulerStatsSerializer,
     SchedulerStatusSerializer,
     ScheduleSerializer,
 )
-from web.api.serializers import PriorityField, StrictBooleanField
+from web.api.serializers import PriorityField, StrictBooleanField, StrictCharField
 from web.api.views.lookups import get_visible_agent
 
 
-class ScheduleInputSerializer(serializers.Serializer):
-    # Any JSON value: a non-string must be rejected, not turned into text.
-    cron_expression = serializers.JSONField(required=False)
-    priority = PriorityField(required=False)
-    enabled = StrictBooleanField(required=False)
-    timezone = serializers.JSONField(required=False)
+class ScheduleChangeSerializer(serializers.Serializer):
+    """A schedule: POST needs cronExpression, PATCH changes only the fields it sends."""
+
+    # These fields validate requests and describe them in the schema, so the
+    # two cannot disagree. PATCH validates them as partial.
+    cron_expression = StrictCharField(
+        max_length=MAX_EXPRESSION_LENGTH,
+        help_text="Five-field cron expression (minute hour day-of-month month day-of-week) "
+        "or a macro: @hourly, @daily, @weekly, @monthly, @yearly.",
+    )
+    priority = PriorityField(required=False, help_text="Default NORMAL.")
+    enabled = StrictBooleanField(
+        required=False, help_text="false pauses the schedule without losing it. Default true."
+    )
+    timezone = StrictCharField(
+        required=False,
+        help_text="IANA timezone the expression is read in, e.g. Europe/Berlin. Default UTC.",
+    )
+
+    class Meta:
+        ref_name = "ScheduleChange"
 
 
 def _schedule_summary(agent: AIAgent) -> dict[str, Any]:
@@ -62,11 +76,9 @@ def _schedule_detail(agent: AIAgent) -> dict[str, Any]:
 
 
 def _change_schedule(agent: AIAgent, data: dict[str, Any], *, creating: bool) -> AIAgent:
-    serializer = ScheduleInputSerializer(data=data)
+    serializer = ScheduleChangeSerializer(data=data, partial=not creating)
     serializer.is_valid(raise_exception=True)
     values = serializer.validated_data
-    if creating and "cron_expression" not in values:
-        raise ValidationError({"cron_expression": ["cronExpression is required."]})
     changes: dict[str, Any] = {}
     if "cron_expression" in values:
         changes["expression"] = values["cron_expression"]
@@ -97,14 +109,14 @@ def _change_schedule(agent: AIAgent, data: dict[str, Any], *, creating: bool) ->
     methods=["POST"],
     operation_id="setSchedule",
     summary="Schedule an agent (or replace its schedule)",
-    request=ScheduleRequestSerializer,
+    request=ScheduleChangeSerializer,
     responses=ScheduleSerializer,
 )
 @extend_schema(
     methods=["PATCH"],
     operation_id="changeSchedule",
     summary="Change an existing schedule; pause or resume with enabled",
-    request=ScheduleRequestSerializer,
+    request=ScheduleChangeSerializer,
     responses=ScheduleSerializer,
 )
 @extend_schema(
