@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from tests.factories import PASSWORD
 
@@ -79,3 +81,42 @@ def test_a_refresh_token_of_a_user_who_is_gone_is_a_401(anonymous, user, state):
         "success": False,
         "error": "No active account found for the given token.",
     }
+
+
+def test_an_expired_access_token_is_said_to_have_expired(anonymous, user):
+    expired = AccessToken.for_user(user)
+    expired.set_exp(lifetime=-timedelta(seconds=1))
+    anonymous.credentials(HTTP_AUTHORIZATION=f"Bearer {expired}")
+    response = anonymous.get("/api/agents")
+    assert response.status_code == 401
+    assert response.json() == {
+        "success": False,
+        "error": "The access token has expired: get a new one from /api/auth/token/refresh.",
+    }
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["not-a-token", "refresh", "expired with a forged signature"],
+)
+def test_a_token_that_is_not_valid_is_not_said_to_have_expired(anonymous, user, token):
+    if token == "refresh":
+        token = str(RefreshToken.for_user(user))
+    elif token == "expired with a forged signature":
+        expired = AccessToken.for_user(user)
+        expired.set_exp(lifetime=-timedelta(seconds=1))
+        header, payload, _ = str(expired).split(".")
+        token = f"{header}.{payload}.{'A' * 43}"
+    anonymous.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = anonymous.get("/api/agents")
+    assert response.status_code == 401
+    assert response.json() == {"success": False, "error": "The access token is not valid."}
+
+
+def test_an_expired_refresh_token_is_said_to_have_expired(anonymous, user):
+    refresh = RefreshToken.for_user(user)
+    refresh.set_exp(lifetime=-timedelta(seconds=1))
+    response = anonymous.post("/api/auth/token/refresh", {"refresh": str(refresh)}, format="json")
+    assert response.status_code == 401
+    assert "expired" in response.json()["error"]

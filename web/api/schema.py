@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from drf_spectacular.contrib.rest_framework_simplejwt import (
+    SimpleJWTScheme,
     TokenObtainPairSerializerExtension,
     TokenRefreshSerializerExtension,
 )
@@ -188,6 +189,10 @@ class PriorityFieldExtension(OpenApiSerializerFieldExtension):
 
 
 # Our subclasses of simplejwt's classes are described as simplejwt's are.
+
+
+class JWTScheme(SimpleJWTScheme):
+    target_class = "web.api.authentication.JWTAuthentication"
 
 
 class TokenObtainPairExtension(TokenObtainPairSerializerExtension):
