@@ -428,6 +428,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "CAMELIZE_NAMES": False,
+    # Request bodies get components of their own, which say what a request
+    # must hold (minLength, the registered agent types) without binding answers.
+    "COMPONENT_SPLIT_REQUEST": True,
     "PREPROCESSING_HOOKS": ["web.api.schema.api_paths_without_trailing_slash"],
     "ENUM_NAME_OVERRIDES": {
         "AgentStatusEnum": "agents.models.AIAgent.Status",

@@ -85,14 +85,14 @@ def test_errors_are_described_with_the_error_envelope(spec):
     assert sorted(error["required"]) == ["error", "success"]
     for path, method, operation in operations(spec):
         responses = operation["responses"]
-        expected = {"401", "405", "429"} | ({"404"} if "{" in path else set())
+        expected = {"400", "401", "405", "429"} | ({"404"} if "{" in path else set())
         assert expected <= set(responses), (path, method)
         for code, response in responses.items():
             if code >= "400":
                 assert json_schema(response) == {"$ref": "#/components/schemas/Error"}
         assert "Retry-After" in responses["429"]["headers"]
     run = spec["paths"]["/api/agents/{agent_id}/run"]["post"]["responses"]
-    assert set(run) == {"202", "401", "404", "405", "429"}
+    assert set(run) == {"202", "400", "401", "404", "405", "429"}
     assert "400" in spec["paths"]["/api/agents"]["post"]["responses"]
     assert "400" in spec["paths"]["/api/agents"]["get"]["responses"]  # limit / offset
 
@@ -135,6 +135,79 @@ def test_lists_take_limit_and_offset(spec):
             "default": 20,
         }
         assert parameters["offset"]["in"] == "query"
+
+
+def test_offsets_go_up_to_a_billion(spec):
+    for path in ("/api/agents", "/api/agents/{agent_id}/sessions"):
+        parameters = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
+        assert parameters["offset"]["schema"] == {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 1_000_000_000,
+            "default": 0,
+        }
+
+
+def request_schema(spec: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    reference = json_schema(spec["paths"][path][method]["requestBody"])["$ref"]
+    return spec["components"]["schemas"][reference.rsplit("/", 1)[-1]]
+
+
+def component(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    (reference,) = schema["allOf"]
+    return spec["components"]["schemas"][reference["$ref"].rsplit("/", 1)[-1]]
+
+
+def test_request_bodies_say_what_the_api_refuses(spec):
+    for path, method in [("/api/agents", "post"), ("/api/agents/{id}", "patch")]:
+        properties = request_schema(spec, path, method)["properties"]
+        assert set(properties) == {"name", "agentType", "configuration"}, (path, method)
+        name = properties["name"]
+        assert (name["minLength"], name["maxLength"], name["pattern"]) == (1, 200, r"\S")
+        agent_type = properties["agentType"]
+        assert (agent_type["minLength"], agent_type["maxLength"]) == (1, 64)
+        assert component(spec, agent_type)["enum"] == ["demo", "python", "webhook"]
+    for method in ("post", "patch"):
+        properties = request_schema(spec, "/api/agents/{agent_id}/schedule", method)["properties"]
+        cron = properties["cronExpression"]
+        assert (cron["type"], cron["minLength"], cron["maxLength"]) == ("string", 1, 200)
+        zones = component(spec, properties["timezone"])["enum"]
+        assert zones == sorted(zones) and {"UTC", "Europe/Berlin", "Asia/Kathmandu"} <= set(zones)
+        assert not {"Factory", "localtime", "posixrules"} & set(zones)
+    for path in ("/api/auth/token", "/api/auth/token/refresh"):
+        for field in request_schema(spec, path, "post")["properties"].values():
+            assert field["minLength"] == 1, path
+
+
+def test_only_post_needs_a_cron_expression_and_put_is_documented_as_patch(spec):
+    schedule = "/api/agents/{agent_id}/schedule"
+    assert request_schema(spec, schedule, "post")["required"] == ["cronExpression"]
+    assert "required" not in request_schema(spec, schedule, "patch")
+    agent = spec["paths"]["/api/agents/{id}"]
+    assert agent["put"]["requestBody"] == agent["patch"]["requestBody"]
+    assert "required" not in request_schema(spec, "/api/agents/{id}", "put")
+
+
+def test_links_lead_from_new_objects_to_every_operation_on_them(spec):
+    by_id = {operation["operationId"]: (path, operation) for path, _, operation in operations(spec)}
+    targets = {}
+    for source in ("createAgent", "runAgent"):
+        _, operation = by_id[source]
+        (response,) = (r for code, r in operation["responses"].items() if code < "300")
+        for name, link in response["links"].items():
+            _, target = by_id[link["operationId"]]
+            assert name == link["operationId"]
+            ((parameter, expression),) = link["parameters"].items()
+            assert parameter.removeprefix("path.") in {
+                p["name"] for p in target["parameters"] if p["in"] == "path"
+            }
+            targets[link["operationId"]] = expression
+    taking_ids = {
+        operation["operationId"] for path, _, operation in operations(spec) if "{" in path
+    }
+    assert set(targets) == taking_ids
+    assert targets["getAgent"] == "$response.body#/data/id"
+    assert targets["cancelSession"] == "$response.body#/data/sessionId"
 
 
 def test_ids_in_paths_are_uuids(spec):
@@ -274,6 +347,47 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
     }
     codes = {code for _, _, code in check.checked}
     assert {"200", "201", "202", "400", "401", "404", "405"} <= codes
+
+
+# Exactly at each documented bound, and one past it.
+MINUTES_200 = ",".join(["1"] * 95 + ["10"]) + " * * * *"
+MINUTES_201 = ",".join(["1"] * 95 + ["10"]) + " 10 * * *"
+
+
+@pytest.mark.django_db
+def test_the_documented_bounds_are_the_bounds_enforced(api, user, no_broker):
+    assert len(MINUTES_200) == 200 and len(MINUTES_201) == 201
+    agent = AgentFactory(owner=user)
+    sessions = f"/api/agents/{agent.pk}/sessions"
+    for path in ("/api/agents", sessions):
+        for query, status in [
+            ("limit=1", 200),
+            ("limit=100", 200),
+            ("limit=0", 400),
+            ("limit=101", 400),
+            ("offset=1000000000", 200),
+            ("offset=1000000001", 400),
+            ("offset=-1", 400),
+        ]:
+            assert api.get(f"{path}?{query}").status_code == status, (path, query)
+
+    def create(name: str, agent_type: str = "demo") -> int:
+        body = {"name": name, "agentType": agent_type}
+        return api.post("/api/agents", body, format="json").status_code
+
+    assert [create("n" * 200), create("n"), create("n" * 201), create(""), create(" ")] == [
+        201,
+        201,
+        400,
+        400,
+        400,
+    ]
+    assert create("x", "t" * 64) == 400  # long enough, but no registered type
+
+    schedule = f"/api/agents/{agent.pk}/schedule"
+    for cron, status in [(MINUTES_200, 200), (MINUTES_201, 400), ("", 400)]:
+        response = api.post(schedule, {"cronExpression": cron}, format="json")
+        assert response.status_code == status, (cron, response.content)
 
 
 @pytest.mark.django_db

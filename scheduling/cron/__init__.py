@@ -70,6 +70,7 @@ from __future__ import annotations
 
 from scheduling.cron.descriptions import describe
 from scheduling.cron.expressions import (
+    KNOWN_ZONES,
     MAX_EXPRESSION_LENGTH,
     CronError,
     CronExpression,
@@ -81,6 +82,7 @@ from scheduling.cron.expressions import (
 from scheduling.cron.times import next_run, next_runs, previous_run
 
 __all__ = [
+    "KNOWN_ZONES",
     "MAX_EXPRESSION_LENGTH",
     "CronError",
     "CronExpression",

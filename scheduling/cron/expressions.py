@@ -170,7 +170,7 @@ def parse_cron(value: object) -> CronExpression:
     return CronExpression(source, *fields)
 
 
-_KNOWN_ZONES = frozenset(available_timezones()) - {"Factory", "localtime", "posixrules"}
+KNOWN_ZONES = frozenset(available_timezones()) - {"Factory", "localtime", "posixrules"}
 
 
 def validate_timezone(name: object) -> ZoneInfo:
@@ -181,7 +181,7 @@ def validate_timezone(name: object) -> ZoneInfo:
         )
     # Only the IANA names beat's timezone field accepts too; "localtime",
     # "posixrules" and "Factory" load on many hosts but name no real zone.
-    if name not in _KNOWN_ZONES:
+    if name not in KNOWN_ZONES:
         raise TimezoneError(f"Unknown timezone {name!r}.")
     try:
         return ZoneInfo(name)

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
+MAX_OFFSET = 10**9
 # Up to here a page is read directly; deeper, skipping whole rows costs more
 # than skipping primary keys in an index.
 SHALLOW_ROWS = 1000
@@ -45,7 +46,7 @@ def _bounded_int(request: Request, name: str, default: int, minimum: int, maximu
 def page_bounds(request: Request) -> tuple[int, int]:
     """The request's ``limit`` and ``offset``, parsed strictly, within the contract's bounds."""
     limit = _bounded_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _bounded_int(request, "offset", 0, 0, 10**9)
+    offset = _bounded_int(request, "offset", 0, 0, MAX_OFFSET)
     return limit, offset
 
 

@@ -33,6 +33,9 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 
 from agents.models import AIAgent, Priority
+from agents.runners import registered_types
+from scheduling.cron import KNOWN_ZONES
+from web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from web.api.serializers import AgentSerializer, PriorityField, SessionSerializer
 
 # --- envelopes --------------------------------------------------------------------
@@ -203,19 +206,37 @@ class TokenRefreshExtension(TokenRefreshSerializerExtension):
     target_class = "web.api.serializers.TokenRefreshSerializer"
 
 
+class TimezoneFieldExtension(OpenApiSerializerFieldExtension):
+    """The zones a schedule accepts, once, as a component of their own."""
+
+    target_class = "web.api.serializers.TimezoneField"
+
+    def get_name(self) -> str:
+        return "Timezone"
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        return {"type": "string", "enum": sorted(KNOWN_ZONES)}
+
+
 class AgentSerializerExtension(OpenApiSerializerExtension):
-    """``configuration`` is a JSONField, which alone would document "any value"."""
+    """``configuration`` is a JSONField, which alone would document "any value";
+    a request's ``agentType`` must name a registered runner, and its ``name``
+    must hold more than white space."""
 
     target_class = "web.api.serializers.AgentSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        schema["properties"]["configuration"] = {
+        properties = schema["properties"]
+        properties["configuration"] = {
             "type": "object",
             "additionalProperties": {},
             "description": "Runner settings, stored and returned exactly as sent: their keys "
             "are never case-converted. See the agent types for what each runner reads.",
         }
+        if direction == "request":
+            properties["agent_type"]["enum"] = registered_types()
+            properties["name"]["pattern"] = r"\S"
         return schema
 
 
@@ -246,15 +267,15 @@ SESSION_ID = OpenApiParameter(
 PAGE = [
     OpenApiParameter(
         "limit",
-        {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
         OpenApiParameter.QUERY,
-        description="Page size, 1 to 100.",
+        description=f"Page size, 1 to {MAX_LIMIT}.",
     ),
     OpenApiParameter(
         "offset",
-        {"type": "integer", "minimum": 0, "default": 0},
+        {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
         OpenApiParameter.QUERY,
-        description="How many items to skip.",
+        description=f"How many items to skip, at most {MAX_OFFSET:,}.",
     ),
 ]
 
@@ -265,6 +286,36 @@ PAGE = [
 def _error(description: str) -> OpenApiResponse:
     return OpenApiResponse(ErrorSerializer, description=description)
 
+
+# OpenAPI links: the answers that hand out ids, and the operations that take
+# them, so clients and stateful fuzzers can go on to objects that exist.
+AGENT_OPERATIONS = {
+    "getAgent": "path.id",
+    "updateAgent": "path.id",
+    "replaceAgent": "path.id",
+    "deleteAgent": "path.id",
+    "getSchedule": "path.agent_id",
+    "setSchedule": "path.agent_id",
+    "changeSchedule": "path.agent_id",
+    "deleteSchedule": "path.agent_id",
+    "getAgentSchedulerStatus": "path.agent_id",
+    "runAgent": "path.agent_id",
+    "listSessions": "path.agent_id",
+}
+SESSION_OPERATIONS = {"getSession": "path.session_id", "cancelSession": "path.session_id"}
+
+
+def _links(operations: dict[str, str], id_at: str) -> dict[str, Any]:
+    return {
+        operation_id: {"operationId": operation_id, "parameters": {parameter: id_at}}
+        for operation_id, parameter in operations.items()
+    }
+
+
+LINKS = {
+    ("createAgent", "201"): _links(AGENT_OPERATIONS, "$response.body#/data/id"),
+    ("runAgent", "202"): _links(SESSION_OPERATIONS, "$response.body#/data/sessionId"),
+}
 
 RETRY_AFTER = {
     "Retry-After": {
@@ -294,6 +345,9 @@ class EnvelopeAutoSchema(AutoSchema):
                 media["schema"] = success_envelope(media["schema"])
         if status_code == "429":
             response["headers"] = RETRY_AFTER
+        links = LINKS.get((self.get_operation_id(), status_code))
+        if links:
+            response["links"] = links
         return response
 
     def _get_response_bodies(
@@ -311,11 +365,14 @@ class EnvelopeAutoSchema(AutoSchema):
         takes_input = has_body or any(
             parameter.get("in") == "query" for parameter in self._get_parameters()
         )
+        # Any request may name a charset in its Content-Type that cannot be read.
         if takes_input:
             errors["400"] = _error(
                 "The request is not valid: `error` names the first problem, `details` "
-                "lists them per field."
+                "lists them per field. Also for a Content-Type charset that is no text encoding."
             )
+        else:
+            errors["400"] = _error("The Content-Type names a charset that is no text encoding.")
         if self.view.get_authenticators():
             errors["401"] = _error("The access token is missing, expired or not valid.")
         else:

@@ -73,6 +73,10 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class TimezoneField(StrictCharField):
+    """An IANA timezone name; setting the schedule checks it against the known zones."""
+
+
 # A form can only send text; these two spellings are its booleans.
 FORM_BOOLEANS = {"true": True, "false": False}
 

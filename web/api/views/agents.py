@@ -30,7 +30,11 @@ from web.api.views.lookups import get_visible_agent, signed_in_user
         parameters=[ID],
     ),
     update=extend_schema(
-        operation_id="replaceAgent", summary="Same as PATCH", parameters=[ID], deprecated=True
+        operation_id="replaceAgent",
+        summary="Same as PATCH",
+        parameters=[ID],
+        request=AgentSerializer(partial=True),
+        deprecated=True,
     ),
     destroy=extend_schema(
         operation_id="deleteAgent",

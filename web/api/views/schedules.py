@@ -24,7 +24,7 @@ from web.api.schema import (
     SchedulerStatusSerializer,
     ScheduleSerializer,
 )
-from web.api.serializers import PriorityField, StrictBooleanField, StrictCharField
+from web.api.serializers import PriorityField, StrictBooleanField, StrictCharField, TimezoneField
 from web.api.views.lookups import get_visible_agent
 
 
@@ -42,7 +42,7 @@ class ScheduleChangeSerializer(serializers.Serializer):
     enabled = StrictBooleanField(
         required=False, help_text="false pauses the schedule without losing it. Default true."
     )
-    timezone = StrictCharField(
+    timezone = TimezoneField(
         required=False,
         help_text="IANA timezone the expression is read in, e.g. Europe/Berlin. Default UTC.",
     )
