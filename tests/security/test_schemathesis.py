@@ -8,23 +8,36 @@ runs), with another user's ids, and with whatever ids it generates. Every
 answer must be no 5xx, documented for that operation, valid against the
 documented schema (strictly: no undocumented fields), and in the envelope.
 
+Besides what the schema describes, the generator is handed what probes of
+the running service found: webhook URLs whose parsers disagree about the host
+(a backslash, userinfo), NUL bytes in every text field, and odd charsets in
+Content-Type. Every operation that takes an id must meet objects that exist
+(Alice's) among its generated requests, and a stateful run follows the
+schema's links from the agents and runs it creates to the operations that
+take their ids.
+
 Runs asked for are recorded as QUEUED and never reach a broker (see
-``no_broker`` in conftest.py), so no worker is needed.
+``no_broker`` in conftest.py), so no worker is needed and no webhook is ever
+called; no address off this machine is even resolved (``offline``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import uuid
+from collections import defaultdict
 from typing import Any
 
 import pytest
 import schemathesis
 from django.conf import settings as django_settings
 from django.test import Client, override_settings
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -52,6 +65,22 @@ EXAMPLES_PER_OPERATION = 25
 
 CRON_EXPRESSIONS = ["*/5 * * * *", "0 9 * * 1-5", "@daily", "30 2 * * SUN", "0 0 29 2 *"]
 TIMEZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Pacific/Chatham"]
+
+# Webhook URLs on which the guard's parser and the HTTP client's disagree about
+# the host (a backslash, userinfo, a control character): refused when the
+# agent is saved, whichever host each parser sees.
+DISAGREEING_URLS = [
+    "http://127.0.0.1:1\\@1.1.1.1/",
+    "http://127.0.0.1:18902\\@1.1.1.1/../../internal/secret",
+    "http://1.1.1.1\\@127.0.0.1/",
+    "http://a@127.0.0.1/",
+    "http://a@1.1.1.1/",
+    "http://user:secret@[::1]:8000/",
+    "http://1.1.1.1\t@127.0.0.1/",
+]
+READABLE_CHARSETS = ["utf-8", "UTF8", "latin-1", "utf-16"]
+UNREADABLE_CHARSETS = ["zlib_codec", "rot13", "base64", "hex", "utf-7", "idna", "undefined", "nope"]
+AGENT_WRITES = {"POST /api/agents", "PATCH /api/agents/{id}", "PUT /api/agents/{id}"}
 
 CHECKS = [
     not_a_server_error,
@@ -81,11 +110,53 @@ def served_schema() -> dict[str, Any]:
 
 schema = schemathesis.openapi.from_dict(served_schema())
 schema.app = application
+# Stateful runs follow the schema's own links only: links schemathesis infers
+# also pick up ids from whatever earlier scenarios left in the database, which
+# makes a run impossible to replay. They send valid requests, to get far along
+# the links; the per-operation test sends the invalid ones.
+schema.config.phases.stateful.inference.algorithms = []
+schema.config.phases.stateful.generation.modes = [GenerationMode.POSITIVE]
 
 
 @pytest.fixture(autouse=True)
 def wsgi_hosts(settings):
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, *WSGI_HOSTS]
+    # No webhook host is trusted: the guard decides about every URL sent.
+    settings.AGENT_WEBHOOK_ALLOWED_HOSTS = []
+
+
+def _address(host: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Nothing here reaches off this machine: only addresses and localhost
+    resolve (the webhook guard refuses a name that does not), and connecting to
+    anything but a loopback address fails the test."""
+    resolve, connect = socket.getaddrinfo, socket.socket.connect
+    refused: list[Any] = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host is not None and host != "localhost" and _address(host) is None:
+            raise socket.gaierror(socket.EAI_NONAME, "Names do not resolve in these tests.")
+        return resolve(host, *args, **kwargs)
+
+    def local_connect(sock, address):
+        if isinstance(address, tuple) and not (
+            address[0] == "localhost" or getattr(_address(address[0]), "is_loopback", False)
+        ):
+            refused.append(address)
+            raise ConnectionRefusedError(f"No connections off this machine: {address!r}.")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", local_connect)
+    yield
+    assert not refused, refused
 
 
 def is_uuid(value: Any) -> bool:
@@ -151,12 +222,91 @@ def strict_schema():
     return strictly_documented
 
 
+class MetExistingObjects:
+    """Whether an operation that takes ids was fuzzed with objects that exist: at
+    least one request aimed at Alice's own answered from behind the ownership
+    check (anything but 404)."""
+
+    def __init__(self) -> None:
+        self.operation: str | None = None
+        self.met = False
+
+    def record(self, case: schemathesis.Case, response, *, aimed_at_own: bool) -> None:
+        self.operation = case.operation.label
+        self.met = self.met or (aimed_at_own and response.status_code != 404)
+
+
+@pytest.fixture
+def met_existing_objects():
+    # One per operation: hypothesis runs all of an operation's examples in one test.
+    met = MetExistingObjects()
+    yield met
+    if met.operation is not None and "{" in met.operation:
+        assert met.met, f"{met.operation} never met an object that exists"
+
+
 def state_of(holdings) -> dict[str, Any]:
     agent = AIAgent.objects.filter(pk=holdings.agent.pk).values().first()
     sessions = list(
         ExecutionSession.objects.filter(agent_id=holdings.agent.pk).order_by("pk").values()
     )
     return {"agent": agent, "sessions": sessions}
+
+
+# What a generated request is given besides its generated values.
+WEBHOOK, NUL, CHARSET = "a disagreeing webhook URL", "NUL bytes", "an odd charset"
+# An answer the request must get (besides no 5xx, documented, in the envelope).
+REFUSED, UNREADABLE = "refused", "unreadable"
+PAGE_PARAMETERS = {"limit", "offset"}
+
+
+def request_fields(case: schemathesis.Case) -> set[str]:
+    """The documented fields of the operation's JSON body."""
+    operation = schema.raw_schema["paths"][case.operation.path][case.method.lower()]
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if body is None:
+        return set()
+    name = body["schema"]["$ref"].rsplit("/", 1)[-1]
+    return set(schema.raw_schema["components"]["schemas"][name]["properties"])
+
+
+def with_nul(value: Any) -> tuple[Any, bool]:
+    """The value with a NUL in every string in it, and whether there was one."""
+    if isinstance(value, str):
+        return value[:1] + "\x00" + value[1:], True
+    if isinstance(value, dict):
+        pairs = {key: with_nul(item) for key, item in value.items()}
+        return {key: item for key, (item, _) in pairs.items()}, any(
+            found for _, found in pairs.values()
+        )
+    if isinstance(value, list):
+        items = [with_nul(item) for item in value]
+        return [item for item, _ in items], any(found for _, found in items)
+    return value, False
+
+
+def twist(case: schemathesis.Case, kind: str | None, url: str, charset: str) -> str | None:
+    """Give the case a hostile value; returns what the answer must then be."""
+    if kind == WEBHOOK and case.operation.label in AGENT_WRITES and isinstance(case.body, dict):
+        case.body["agentType"] = "webhook"
+        case.body["configuration"] = {"url": url}
+        return REFUSED
+    if kind == NUL:
+        spoilt = False
+        for container, names in ((case.body, request_fields(case)), (case.query, PAGE_PARAMETERS)):
+            if not isinstance(container, dict):
+                continue
+            for name in names & set(container):
+                container[name], found = with_nul(container[name])
+                spoilt = spoilt or found
+        return REFUSED if spoilt else None
+    if kind == CHARSET:
+        case.headers = {
+            **(case.headers or {}),
+            "Content-Type": f"application/json; charset={charset}",
+        }
+        return UNREADABLE if charset in UNREADABLE_CHARSETS else None
+    return None
 
 
 @schema.parametrize()
@@ -170,6 +320,9 @@ def state_of(holdings) -> dict[str, Any]:
             "timezone": st.sampled_from(TIMEZONES),
         }
     ),
+    kind=st.sampled_from([None, None, WEBHOOK, NUL, CHARSET]),
+    url=st.sampled_from(DISAGREEING_URLS),
+    charset=st.sampled_from(READABLE_CHARSETS + UNREADABLE_CHARSETS),
 )
 @settings(
     max_examples=EXAMPLES_PER_OPERATION,
@@ -180,23 +333,36 @@ def state_of(holdings) -> dict[str, Any]:
 )
 @pytest.mark.django_db(transaction=True)
 def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
-    case, target, plausible, alice, bob, strict_schema
+    case, target, plausible, kind, url, charset, alice, bob, strict_schema, met_existing_objects
 ):
     alice.restore()
     aimed = aim(case, target, alice, bob)
     make_plausible(case, plausible)
+    must_be = twist(case, kind, url, charset)
     bob_before = state_of(bob) if target == FOREIGN else None
 
     response = case.call_and_validate(
         headers=alice.auth, checks=CHECKS, additional_checks=[envelope, strict_schema]
     )
 
-    if target == FOREIGN and aimed:
+    met_existing_objects.record(
+        case, response, aimed_at_own=target == OWN and bool(aimed) and must_be != UNREADABLE
+    )
+    if must_be == UNREADABLE:
+        # Refused before anything else is looked at, ids included.
+        assert response.status_code == 400, response.text
+        assert "charset" in response.json()["error"]
+    elif must_be == REFUSED:
+        # A 400 for the field, unless the id already answered 404.
+        reaches_the_body = not case.path_parameters or (target == OWN and bool(aimed))
+        assert response.status_code in ((400,) if reaches_the_body else (400, 404)), response.text
+    if target == FOREIGN and aimed and must_be != UNREADABLE:
         # Bob's ids answer as if they did not exist, and nothing of his changes.
         assert response.status_code in (404, 405), response.text
         if response.status_code == 404:
             missing = "Session not found" if "session_id" in aimed else "Agent not found"
             assert response.json() == {"success": False, "error": missing}
+    if target == FOREIGN:
         assert state_of(bob) == bob_before
 
 
@@ -225,6 +391,63 @@ OPERATIONS = {
 def test_every_operation_of_the_api_is_fuzzed():
     fuzzed = {result.ok().label for result in schema.get_all_operations()}
     assert fuzzed == OPERATIONS
+
+
+# --- following the links ----------------------------------------------------------------
+#
+# The schema links a created agent's id and a queued run's session id to every operation
+# that takes them. Scenarios follow those links, as an outside tester's stateful run
+# does: create an agent, schedule it, change it, run it, cancel the run, delete it.
+
+# Only what the links lead from and to: the other operations (tokens, lists) have
+# nothing to follow and would only make the scenarios shorter.
+LINKED = schema.exclude(
+    operation_id=["obtainToken", "refreshToken", "listAgents", "getSchedulerStatus"]
+)
+
+# Valid values for what the schema cannot constrain, so that schedules are set.
+PLAUSIBLE = {"agentType": "demo", "cronExpression": "@daily", "timezone": "UTC"}
+
+STATEFUL = settings(
+    max_examples=12,
+    stateful_step_count=12,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.generate],
+)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_scenarios_following_the_links_work_on_the_objects_they_create(alice, strict_schema):
+    answered: dict[str, set[int]] = defaultdict(set)
+
+    class FollowingLinks(LINKED.as_state_machine()):
+        def before_call(self, case):
+            make_plausible(case, PLAUSIBLE)
+
+        def get_call_kwargs(self, case):
+            return {"headers": alice.auth}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            answered[case.operation.label].add(response.status_code)
+            case.validate_response(
+                response,
+                checks=CHECKS,
+                additional_checks=[envelope, strict_schema],
+                headers=alice.auth,
+                transport_kwargs=kwargs,
+            )
+
+    FollowingLinks.run(settings=STATEFUL)
+
+    # Every operation on a created agent was reached, and answered from behind the
+    # ownership check. (Session ids take one link more; the test above makes sure
+    # every operation meets objects that exist.)
+    succeeded = {label for label, codes in answered.items() if any(c < 300 for c in codes)}
+    taking_agent_ids = {label for label in OPERATIONS if "{id}" in label or "{agent_id}" in label}
+    assert taking_agent_ids <= succeeded, taking_agent_ids - succeeded
 
 
 # --- inputs the generator rarely produces ----------------------------------------------
@@ -365,6 +588,19 @@ HOSTILE = [
         '{"cronExpression": "@daily", "priority": 4}',
     ),
     hostile("enabled as a string", "patch", SCHEDULE, '{"enabled": "false"}'),
+    hostile("a priority with a NUL", "patch", SCHEDULE, r'{"priority": "HIGH\u0000"}'),
+    hostile(
+        "a username and password with NULs",
+        "post",
+        "/api/auth/token",
+        r'{"username": "alice\u0000", "password": "\u0000"}',
+    ),
+    hostile(
+        "a webhook URL with a NUL in its host",
+        "patch",
+        AGENT,
+        r'{"agentType": "webhook", "configuration": {"url": "http://127.0.0.1\u0000.example/"}}',
+    ),
     hostile("enabled as null", "patch", SCHEDULE, '{"enabled": null}'),
     hostile("a limit that is not a number", "get", "/api/agents?limit=%00", None),
     hostile("a limit that is invalid UTF-8", "get", "/api/agents?limit=%ED%A0%80", None),
@@ -469,6 +705,28 @@ HOSTILE = [
         json.dumps({"configuration": {"output": "x" * 3_000_000}}),
     ),
 ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", DISAGREEING_URLS)
+@pytest.mark.parametrize("method", ["post", "patch"])
+def test_a_webhook_url_whose_parsers_disagree_about_the_host_is_refused_when_saved(
+    alice, method, url
+):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=alice.auth["Authorization"])
+    body = {"agentType": "webhook", "configuration": {"url": url}}
+    before = state_of(alice)
+
+    if method == "post":
+        response = client.post("/api/agents", {"name": "Hook", **body}, format="json")
+    else:
+        response = client.patch(f"/api/agents/{alice.agent.pk}", body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert "url" in response.json()["details"]["configuration"]
+    assert AIAgent.objects.filter(owner=alice.user).count() == 1
+    assert state_of(alice) == before
 
 
 def answers_in_the_envelope(response) -> dict[str, Any]:

@@ -147,6 +147,47 @@ frames = (
 )
 
 
+# Text a hostile client puts anywhere in a frame: NUL bytes, escape sequences,
+# format and control characters, non-characters, the last code point.
+ODD_TEXT = [
+    "\x00",
+    "agents\x00",
+    "\x00" * 64,
+    "\u202eagents",  # a right-to-left override
+    "\u200b",  # a zero-width space
+    "\ufeffscheduler",  # a byte order mark
+    "\uffff",
+    "\U0010ffff",
+    "\u2028",
+    "e\u0301",
+    "\x1b[31m",
+    "\r\n",
+    "%00",
+    "\\u0000",
+    "💥",
+]
+
+
+def with_nul_at(text: str, at: int) -> str:
+    return text[:at] + "\x00" + text[at:]
+
+
+odd_strings = (
+    st.sampled_from(ODD_TEXT)
+    | st.text(alphabet=st.sampled_from(["\x00", "\u202e", "\ufeff", "a", "€", "\U0010ffff"]))
+    | st.builds(with_nul_at, st.text(max_size=20), st.integers(0, 20))
+)
+odd_frames = st.fixed_dictionaries(
+    {
+        "event": st.sampled_from(CLIENT_EVENTS) | odd_strings,
+        "data": odd_strings
+        | st.sampled_from([OWN, FOREIGN, *MONITORING_TOPICS])
+        | st.builds(str.__add__, st.sampled_from([OWN, *MONITORING_TOPICS]), odd_strings),
+    },
+    optional={"extra": odd_strings},
+)
+
+
 def with_ids(value: Any, own: Any, foreign: Any) -> Any:
     return (
         {OWN: str(own.pk), FOREIGN: str(foreign.pk)}.get(value, value)
@@ -169,6 +210,23 @@ async def test_random_json_frames_get_the_contract_s_answer(socket, agents, fram
     if isinstance(frame, dict) and "data" in frame:
         frame["data"] = with_ids(frame["data"], own, foreign)
     text = json.dumps(frame, allow_nan=True)  # NaN and Infinity as Python writes them
+    await assert_answered(socket, text, own)
+    await assert_still_serving(socket)
+
+
+def with_ids_in(value: str, own: Any, foreign: Any) -> str:
+    return value.replace(OWN, str(own.pk)).replace(FOREIGN, str(foreign.pk))
+
+
+@hypothesis_settings(FUZZ, max_examples=60)
+@given(frame=odd_frames, as_written=st.booleans())
+async def test_frames_holding_nul_bytes_and_odd_text_get_the_contract_s_answer(
+    socket, agents, frame, as_written
+):
+    own, foreign = agents
+    frame = {key: with_ids_in(value, own, foreign) for key, value in frame.items()}
+    # Escaped, or with every character as it is (JSON still escapes control characters).
+    text = json.dumps(frame, ensure_ascii=not as_written)
     await assert_answered(socket, text, own)
     await assert_still_serving(socket)
 
@@ -221,6 +279,8 @@ def padded(frame: dict[str, Any], size: int) -> str:
     return json.dumps({**frame, "pad": "x" * (size - len(text.encode()))})
 
 
+SUBSCRIBE_AGENTS = json.dumps({"event": "monitoring:subscribe", "data": "agents"})
+
 ODD_FRAMES = {
     "NaN as the event": '{"event": NaN, "data": Infinity}',
     "Infinity as an agent id": '{"event": "agent:subscribe", "data": -Infinity}',
@@ -230,6 +290,13 @@ ODD_FRAMES = {
     "an escaped unpaired surrogate as the id": r'{"event": "agent:subscribe", "data": "\udc00"}',
     "an unpaired surrogate in a short frame": '{"event": "\ud800", "data": "agents"}',
     "a NUL byte": "\x00",
+    "a raw NUL inside a string": '{"event": "monitoring:subscribe", "data": "agents\x00"}',
+    "a raw NUL between tokens": '{"event": "monitoring:subscribe",\x00 "data": "agents"}',
+    "a NUL after the frame": '{"event": "monitoring:subscribe", "data": "agents"}\x00',
+    "an escaped NUL as the topic": '{"event": "monitoring:subscribe", "data": "\\u0000"}',
+    "an escaped NUL after the topic": '{"event": "monitoring:subscribe", "data": "agents\\u0000"}',
+    "a byte order mark before the frame": "\ufeff" + SUBSCRIBE_AGENTS,
+    "a right-to-left override in the event": SUBSCRIBE_AGENTS.replace('"m', '"\u202em'),
     "an empty frame": "",
     "only whitespace": " \n\t ",
     "a bare null": "null",
@@ -372,6 +439,11 @@ LIVE_BAD = [
     '{"event": "agent:subscribe", "data": 1e999999}',
     r'{"event": "\ud800", "data": "agents"}',
     "ünïcödé ✓ 💥",
+    "\x00",
+    '{"event": "monitoring:subscribe", "data": "agents\x00"}',
+    '{"event": "agent:subscribe", "data": "\\u0000"}',
+    '\ufeff{"event": "monitoring:subscribe", "data": "agents"}',
+    '{"event": "\u202emonitoring:subscribe", "data": "agents"}',
     json.dumps({"event": "agent:subscribe", "data": str(uuid.uuid4())}),
     padded({"event": "monitoring:subscribe", "data": "agents"}, 4097),
     padded({"event": "monitoring:subscribe", "data": "agents"}, 200_000),
