@@ -10,6 +10,12 @@ from django.db.models import QuerySet
 
 from agents.models import AIAgent, ExecutionSession
 
+# The contract's exact answers (no full stop) for an agent or a session the user
+# may not see, unknown and foreign alike: every API path, the dashboard and the
+# WebSocket's error frames say the same, so ids do not leak.
+AGENT_NOT_FOUND = "Agent not found"
+SESSION_NOT_FOUND = "Session not found"
+
 
 def visible_agents(user: AbstractBaseUser | AnonymousUser) -> QuerySet[AIAgent]:
     """Staff see every agent; everyone else only the agents they manage."""

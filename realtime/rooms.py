@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 
-from agents.services import visible_agents
+from agents.services import AGENT_NOT_FOUND, visible_agents
 from realtime.groups import SCHEDULER_GROUP, agent_group, agent_room, monitoring_agents_group_for
 from realtime.protocol import Command, ProtocolError
-from web.api.errors import AGENT_NOT_FOUND
 
 MONITORING_AGENTS_ROOM = "monitoring:agents"
 MONITORING_SCHEDULER_ROOM = "monitoring:scheduler"

@@ -14,8 +14,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
 from agents.models import AIAgent
-from agents.services import visible_agents
-from web.api.errors import AGENT_NOT_FOUND
+from agents.services import AGENT_NOT_FOUND, visible_agents
 from web.dashboard import state
 
 

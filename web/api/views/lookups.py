@@ -7,8 +7,7 @@ from rest_framework.exceptions import NotAuthenticated, NotFound
 from rest_framework.request import Request
 
 from agents.models import AIAgent, ExecutionSession
-from agents.services import visible_agents, visible_sessions
-from web.api.errors import AGENT_NOT_FOUND, SESSION_NOT_FOUND
+from agents.services import AGENT_NOT_FOUND, SESSION_NOT_FOUND, visible_agents, visible_sessions
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:
