@@ -12,7 +12,14 @@ from playwright.sync_api import Page, expect
 from agents.models import AIAgent, ExecutionSession
 from scheduling import runs
 from scheduling.services import set_schedule
-from tests.browser.conftest import CHROMIUM, OUTPUT, SERVER_ENV, sign_in
+from tests.browser.conftest import (
+    CHROMIUM,
+    OUTPUT,
+    PASSWORD,
+    SERVER_ENV,
+    assert_accessible,
+    sign_in,
+)
 from tests.factories import AgentFactory, SessionFactory
 from tests.processes import start_daphne, wait_until
 
@@ -78,6 +85,60 @@ WATCH_BUTTONS = """() => {
 }"""
 
 
+# Buttons of the agents table not fully inside the box the table shows: the
+# part of the table inside its scroll box.
+BUTTONS_OUTSIDE_TABLE = """() => {
+    const table = document.querySelector("#agents-table");
+    const wrap = table.closest(".table-wrap");
+    const outer = wrap.getBoundingClientRect();
+    const inner = table.getBoundingClientRect();
+    const left = Math.max(outer.left + wrap.clientLeft, inner.left);
+    const right = Math.min(outer.left + wrap.clientLeft + wrap.clientWidth, inner.right);
+    return [...table.querySelectorAll("button[data-action]")]
+        .map(button => [button.getAttribute("aria-label"), button.getBoundingClientRect()])
+        .filter(([, box]) => box.left < left || box.right > right)
+        .map(([label, box]) => `${label}: ${Math.round(box.left)}-${Math.round(box.right)}`
+            + ` outside ${Math.round(left)}-${Math.round(right)}`);
+}"""
+
+# Window widths at which the whole table fits beside the live column, or
+# under it once that moves down: from the narrowest two-column width up.
+FULL_TABLE_WIDTHS = [1050, 1100, 1280, 1385, 1386, 1400, 1440, 1920]
+
+
+def assert_buttons_inside_table(page: Page, widths: list[int]) -> None:
+    viewport = page.viewport_size
+    assert viewport is not None
+    try:
+        for width in widths:
+            page.set_viewport_size({"width": width, "height": viewport["height"]})
+            assert page.evaluate(BUTTONS_OUTSIDE_TABLE) == [], f"at {width} px"
+    finally:
+        page.set_viewport_size(viewport)
+
+
+def test_the_sign_in_page_is_accessible_with_and_without_an_error(web, operator, page: Page):
+    _, port = web
+    base = f"http://127.0.0.1:{port}"
+    page.goto(f"{base}/dashboard/login/")
+    assert_accessible(page, "sign-in page")
+
+    page.fill("#id_username", operator.username)
+    page.fill("#id_password", "not-the-password")
+    page.click("button[type=submit]")
+    expect(page.locator(".form-error")).to_be_visible()
+    assert_accessible(page, "sign-in page with an error")
+
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/dashboard/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    assert_accessible(page, "agents page without agents")
+
+    page.goto(f"{base}/dashboard/agents/00000000-0000-0000-0000-000000000000/")
+    assert_accessible(page, "page of an unknown agent")
+
+
 def test_an_operator_runs_an_agent_live_and_pauses_its_schedule(
     worker, beat, web, operator, page: Page, page_errors
 ):
@@ -109,6 +170,10 @@ def test_an_operator_runs_an_agent_live_and_pauses_its_schedule(
     expect(page.locator("#stat-beat [data-field=beat]")).to_have_text("Alive")
     expect(row(page, agent).locator(".c-schedule")).to_contain_text("0 9 * * 1-5")
     expect(row(page, agent).locator(".c-next time")).to_be_visible()
+    assert_accessible(page, "agents page")
+    # Every row's buttons in full, whatever the width: the table never
+    # scrolls while it has the room.
+    assert_buttons_inside_table(page, FULL_TABLE_WIDTHS)
     page.evaluate("window.loadedOnce = true")
     # Live updates must not move a button under the pointer: the click would
     # land on whatever took its place.
@@ -130,6 +195,8 @@ def test_an_operator_runs_an_agent_live_and_pauses_its_schedule(
     )
     OUTPUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT / "dashboard-mid-run.png"))
+    assert page.evaluate(BUTTONS_OUTSIDE_TABLE) == []
+    assert_accessible(page, "agents page mid-run")
 
     expect(bar).to_have_attribute("aria-valuenow", "100", timeout=30_000)
     completed = page.locator('#feed .feed-item[data-kind="completed"]', has_text="Blog drafts")
@@ -148,9 +215,17 @@ def test_an_operator_runs_an_agent_live_and_pauses_its_schedule(
     )
     assert AIAgent.objects.get(pk=agent.pk).next_run_at is None
 
+    assert_accessible(page, "agents page with a paused schedule")
+
     row(page, agent).get_by_role("button", name="Resume the schedule of Blog drafts").click()
     expect(next_run.locator("time")).to_be_visible()
     assert page.evaluate("window.loadedOnce") is True
+
+    # The agent's page with its schedule and runs, failed ones among them.
+    row(page, agent).get_by_role("link", name="Blog drafts").click()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    expect(page.locator("#history tbody tr")).to_have_count(7)
+    assert_accessible(page, "agent page with runs")
     assert page_errors == []
 
 
@@ -167,6 +242,7 @@ def test_the_agent_page_catches_up_after_the_socket_drops(
     expect(page.locator("#upcoming li")).to_have_count(5)
     expect(page.locator("#schedule-desc")).to_contain_text("06:30")
     expect(page.locator("#history-empty")).to_be_visible()
+    assert_accessible(page, "agent page without runs")
     page.evaluate("window.loadedOnce = true")
 
     # The server goes away; a run happens meanwhile, unseen by the page.
@@ -174,6 +250,7 @@ def test_the_agent_page_catches_up_after_the_socket_drops(
     expect(page.locator("#connection")).to_have_attribute(
         "data-state", re.compile("waiting|connecting")
     )
+    assert_accessible(page, "agent page while the socket is down")
     session = runs.run_now(agent)
     wait_until(lambda: ExecutionSession.objects.get(pk=session.pk).is_finished, what="run finished")
 
@@ -192,10 +269,12 @@ def test_the_agent_page_catches_up_after_the_socket_drops(
             "aria-valuenow", "100", timeout=30_000
         )
         expect(page.locator("#page-info")).to_have_text("Runs 1\u20132 of 2")
+        assert_accessible(page, "agent page after a live run")
 
         page.get_by_role("button", name="Pause the schedule").click()
         expect(page.locator("#upcoming li")).to_have_count(0)
         expect(page.locator("#upcoming-empty")).to_be_visible()
+        assert_accessible(page, "agent page with a paused schedule")
         assert page.evaluate("window.loadedOnce") is True, "the page was reloaded"
         assert page_errors == []
     finally:
