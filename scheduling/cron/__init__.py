@@ -37,6 +37,9 @@ Time zones and DST
     Slots that land on the same instant (a gap-end run coinciding with a regular slot) are
     returned once, and results are always strictly ascending.
 
+    :func:`dst_warnings` says in sentences what this policy does to an expression's fire times
+    that the clock changes of the coming year skip or repeat, one sentence per change.
+
 Celery
     Celery's ``crontab`` ANDs day-of-month with day-of-week. :func:`celery_crontab_fields`
     therefore widens both day fields to ``*`` when both are restricted; the dispatcher must then
@@ -69,6 +72,7 @@ Why a parser of our own
 from __future__ import annotations
 
 from scheduling.cron.descriptions import describe
+from scheduling.cron.dst import dst_warnings
 from scheduling.cron.expressions import (
     KNOWN_ZONES,
     MAX_EXPRESSION_LENGTH,
@@ -89,6 +93,7 @@ __all__ = [
     "TimezoneError",
     "celery_crontab_fields",
     "describe",
+    "dst_warnings",
     "next_run",
     "next_runs",
     "parse_cron",

@@ -121,6 +121,11 @@ class CronExpression:
         return " ".join(self._fields())
 
     @property
+    def fixed_time(self) -> bool:
+        """Whether DST moves or merges slots (see "Time zones and DST" in the package docstring)."""
+        return not self.minute.startswith("*") and not self.hour.startswith("*")
+
+    @property
     def day_of_month_restricted(self) -> bool:
         # Exactly "*" is the only unrestricted spelling; see "Day rule" in the module docstring.
         return self.day_of_month != "*"

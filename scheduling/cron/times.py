@@ -95,7 +95,7 @@ def _scan(
     because later days cannot contribute instants that sort before those.
     """
     values = field_values(*expr._fields())
-    fixed_time = not expr.minute.startswith("*") and not expr.hour.startswith("*")
+    fixed_time = expr.fixed_time
     found: set[datetime] = set()
     last_day: date | None = None
     for day in _days(first_day, step):
@@ -144,7 +144,10 @@ def _wall_time(instant: datetime, zone: ZoneInfo) -> datetime:
 
 
 def _gap_end(before_gap: datetime, after_gap: datetime, zone: ZoneInfo) -> datetime:
-    """The transition instant, found by bisection in whole seconds (TZif transitions are)."""
+    """The first instant after ``before_gap`` with another UTC offset, up to ``after_gap``.
+
+    Found by bisection in whole seconds (TZif transitions are); also finds a fall-back change.
+    """
     offset_before = before_gap.astimezone(zone).utcoffset()
     low, high = 0, int((after_gap - before_gap) / _ONE_SECOND)
     while high - low > 1:
