@@ -13,7 +13,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from agents.models import AIAgent
-from scheduling.cron import CronError, describe, next_runs, parse_cron
+from scheduling.cron import CronError, describe, dst_warnings, next_runs, parse_cron
 
 UPCOMING_RUNS = 5
 
@@ -38,5 +38,19 @@ def upcoming_runs(agent: AIAgent, *, even_paused: bool = False) -> list[datetime
     try:
         cron = parse_cron(agent.schedule_expression)
         return next_runs(cron, agent.schedule_timezone, after=timezone.now(), count=UPCOMING_RUNS)
+    except (CronError, ValueError):
+        return []
+
+
+def schedule_warnings(agent: AIAgent, *, after: datetime | None = None) -> list[str]:
+    """What the DST policy does to fire times the zone skips or repeats in the next year.
+
+    A paused schedule is warned about too: the sentences describe the schedule as it would run.
+    """
+    if not agent.schedule_expression:
+        return []
+    try:
+        cron = parse_cron(agent.schedule_expression)
+        return dst_warnings(cron, agent.schedule_timezone, after=after or timezone.now())
     except (CronError, ValueError):
         return []

@@ -320,6 +320,9 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
     template = "/api/agents/{agent_id}/schedule"
     check(api.get(schedule), template, "get")  # no schedule yet
     check(api.post(schedule, {"cronExpression": "0 9 * * *"}, format="json"), template, "post")
+    dst = {"cronExpression": "30 2 * * *", "timezone": "Europe/Berlin"}
+    assert check(api.post(schedule, dst, format="json"), template, "post")["data"]["warnings"]
+    check(api.get(schedule), template, "get")  # with DST warnings
     check(api.post(schedule, {"cronExpression": "99 * * * *"}, format="json"), template, "post")
     check(api.patch(schedule, {"enabled": False}, format="json"), template, "patch")
     check(

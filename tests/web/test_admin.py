@@ -12,10 +12,12 @@ from django.contrib.messages import get_messages
 from django.forms import MultiWidget
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from agents.models import AIAgent, ExecutionSession, Priority
 from scheduling import pacing, runs
+from scheduling.schedules import schedule_warnings
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
 
@@ -301,6 +303,16 @@ def test_the_change_page_links_to_the_beat_entry_and_shows_the_next_runs(admin_c
     assert page.count("09:00 UTC") == 5
     assert "Five-field cron expression" in page  # the models' help texts stay visible
     assert "Untick to pause the schedule" in page
+
+
+def test_the_change_page_shows_the_dst_warnings_of_the_schedule(admin_client):
+    agent = set_schedule(AgentFactory(), expression="30 2 * * *", timezone_name="Europe/Berlin")
+    warnings = schedule_warnings(agent)
+    assert len(warnings) == 2  # the spring gap and the autumn repeat
+    page = admin_client.get(change_url(agent)).content.decode()
+    assert "DST warnings" in page
+    for warning in warnings:
+        assert f"<li>{escape(warning)}</li>" in page
 
 
 # --- the sessions inline ----------------------------------------------------------

@@ -8,8 +8,10 @@ import uuid
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.utils.html import escape
 
 from agents.models import ExecutionSession
+from scheduling.schedules import schedule_warnings
 from scheduling.services import set_schedule
 from tests.factories import PASSWORD, AgentFactory, SessionFactory, UserFactory
 
@@ -120,6 +122,27 @@ def test_it_shows_an_agent_page_with_its_schedule_and_history(user):
     assert state["sessionsTotal"] == 12
     assert len(state["sessions"]) == 12
     assert state["pageSize"] == 10
+
+
+def test_an_agent_page_shows_the_dst_warnings_of_its_schedule(user):
+    agent = set_schedule(
+        AgentFactory(owner=user), expression="30 1 * * *", timezone_name="America/New_York"
+    )
+    warnings = schedule_warnings(agent)
+    assert len(warnings) == 1 and "occurs twice in America/New_York" in warnings[0]
+    response = signed_in(user).get(f"/dashboard/agents/{agent.pk}/")
+    assert embedded_state(response, "agent-state")["schedule"]["warnings"] == warnings
+    assert f"<li>{escape(warnings[0])}</li>" in response.content.decode()
+
+
+def test_an_agent_page_without_dst_warnings_hides_their_list(user):
+    agent = AgentFactory(owner=user)
+    set_schedule(agent, expression="30 1 * * *")
+    response = signed_in(user).get(f"/dashboard/agents/{agent.pk}/")
+    assert embedded_state(response, "agent-state")["schedule"]["warnings"] == []
+    assert 'id="schedule-warnings" aria-label="Daylight saving time warnings" hidden>' in (
+        response.content.decode()
+    )
 
 
 def test_a_paused_agent_has_no_upcoming_runs(user):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
@@ -35,6 +36,7 @@ def test_posting_a_schedule_answers_the_contract_shape(api, agent):
         "scheduleTimezone",
         "priority",
         "nextRunAt",
+        "warnings",
     }
     assert data["scheduleExpression"] == "0 9 * * *"
     assert data["scheduleEnabled"] is True
@@ -130,7 +132,37 @@ def test_get_without_a_schedule(api, agent):
     data = api.get(schedule_path(agent)).json()["data"]
     assert data["scheduleExpression"] is None
     assert data["upcomingRuns"] == []
+    assert data["warnings"] == []
     assert data["taskDetails"] is None
+
+
+def next_new_york_spring_forward(now: datetime) -> date:
+    """The second Sunday of March after ``now``, when New York skips 02:00-03:00 (07:00Z)."""
+    for year in (now.year, now.year + 1):
+        first = date(year, 3, 1)
+        second_sunday = first + timedelta(days=(6 - first.weekday()) % 7 + 7)
+        if datetime(year, 3, second_sunday.day, 7, tzinfo=UTC) > now:
+            return second_sunday
+    raise AssertionError("a year always has a second Sunday of March")
+
+
+def test_every_schedule_answer_warns_of_a_time_the_clocks_skip(api, agent):
+    day = next_new_york_spring_forward(datetime.now(UTC))
+    expected = [
+        f"{day.isoformat()} 02:30 does not exist in America/New_York; that day's run is at 03:00"
+    ]
+    body = {"cronExpression": "30 2 * * *", "timezone": "America/New_York"}
+    posted = api.post(schedule_path(agent), body, format="json").json()["data"]
+    assert posted["warnings"] == expected
+    # A paused schedule still shows what would happen once it is resumed.
+    patched = api.patch(schedule_path(agent), {"enabled": False}, format="json").json()["data"]
+    assert patched["warnings"] == expected
+    assert api.get(schedule_path(agent)).json()["data"]["warnings"] == expected
+
+
+def test_a_schedule_in_utc_has_no_warnings(api, agent):
+    api.post(schedule_path(agent), {"cronExpression": "30 2 * * *"}, format="json")
+    assert api.get(schedule_path(agent)).json()["data"]["warnings"] == []
 
 
 def test_delete_unschedules(api, agent):

@@ -24,7 +24,7 @@ from scheduling.cron import (
     parse_cron,
     validate_timezone,
 )
-from scheduling.schedules import schedule_description, upcoming_runs
+from scheduling.schedules import schedule_description, schedule_warnings, upcoming_runs
 from web.admin.sessions import LatestSessionsInline
 
 SCHEDULE_FIELDS = ("schedule_expression", "schedule_timezone", "priority", "schedule_enabled")
@@ -151,6 +151,7 @@ class AIAgentAdmin(admin.ModelAdmin):
         "status",
         "schedule",
         "upcoming_runs",
+        "dst_warnings",
         "next_run_at",
         "last_run_at",
         "retry_count",
@@ -174,6 +175,7 @@ class AIAgentAdmin(admin.ModelAdmin):
                     "schedule_enabled",
                     "schedule",
                     "upcoming_runs",
+                    "dst_warnings",
                     "beat_entry",
                 ),
             },
@@ -217,6 +219,16 @@ class AIAgentAdmin(admin.ModelAdmin):
             ", ",
             "{}",
             ((moment.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z"),) for moment in times),
+        )
+
+    @admin.display(description="DST warnings")
+    def dst_warnings(self, agent: AIAgent) -> str:
+        warnings = schedule_warnings(agent)
+        if not warnings:
+            return "-"
+        return format_html(
+            '<ul class="dst-warnings">{}</ul>',
+            format_html_join("", "<li>{}</li>", ((warning,) for warning in warnings)),
         )
 
     @admin.display(description="beat entry")

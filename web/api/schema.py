@@ -132,6 +132,11 @@ class ScheduleSerializer(serializers.Serializer):
     schedule_timezone = serializers.CharField()
     priority = PriorityField()
     next_run_at = serializers.DateTimeField(allow_null=True, help_text="null while disabled.")
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Fire times in the next year that the zone's clock changes skip or repeat, "
+        "each saying what the DST policy does; empty without any.",
+    )
 
     class Meta:
         ref_name = "Schedule"

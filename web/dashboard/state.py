@@ -19,7 +19,7 @@ from djangorestframework_camel_case.util import camelize
 from agents.models import AgentSessionCount, AIAgent, ExecutionSession
 from agents.services import visible_agents
 from core.dates import iso
-from scheduling.schedules import schedule_description, upcoming_runs
+from scheduling.schedules import schedule_description, schedule_warnings, upcoming_runs
 from scheduling.stats import camel_stats, scheduler_stats
 from web.api.serializers import AgentSerializer, SessionSerializer
 
@@ -109,6 +109,7 @@ def agent_state(agent: AIAgent) -> dict[str, Any]:
         "schedule": {
             "description": schedule_description(agent),
             "upcomingRuns": upcoming_run_times(agent),
+            "warnings": schedule_warnings(agent),
         },
         "sessions": [session_data(session) for session in recent],
         "sessionsTotal": AgentSessionCount.total_for(agent.pk),

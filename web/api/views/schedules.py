@@ -13,7 +13,7 @@ from agents.models import AIAgent
 from agents.services import scheduled_agents, visible_agents
 from scheduling import services
 from scheduling.cron import MAX_EXPRESSION_LENGTH, CronError, TimezoneError
-from scheduling.schedules import schedule_description, upcoming_runs
+from scheduling.schedules import schedule_description, schedule_warnings, upcoming_runs
 from scheduling.stats import running_agent_ids, scheduler_stats, task_details
 from web.api.renderers import MessageResponse
 from web.api.schema import (
@@ -60,6 +60,7 @@ def _schedule_summary(agent: AIAgent) -> dict[str, Any]:
         "schedule_timezone": agent.schedule_timezone,
         "priority": PriorityField().to_representation(agent.priority),
         "next_run_at": agent.next_run_at,
+        "warnings": schedule_warnings(agent),
     }
 
 

@@ -106,7 +106,11 @@
       lastRunAt: detail.lastRunAt,
       status: detail.status,
     });
-    schedule = { description: detail.description, upcomingRuns: detail.upcomingRuns || [] };
+    schedule = {
+      description: detail.description,
+      upcomingRuns: detail.upcomingRuns || [],
+      warnings: detail.warnings || [],
+    };
   }
 
   function renderSchedule() {
@@ -132,6 +136,9 @@
     facts.querySelector('[data-field="retries"]').textContent = agent.retryCount
       ? agent.retryCount + (agent.lastError ? " · " + agent.lastError : "")
       : "0";
+    const warnings = document.getElementById("schedule-warnings");
+    fill(warnings, (schedule.warnings || []).map((warning) => h("li", { text: warning })));
+    warnings.hidden = !(schedule.warnings || []).length;
 
     const list = document.getElementById("upcoming");
     fill(
