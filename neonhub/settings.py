@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import overload
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -248,6 +249,18 @@ LOGIN_URL = "/dashboard/login/"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+
+def channel_layer_prefix(redis_url: str) -> str:
+    """Channel names for this deployment's Redis database.
+
+    Redis pub/sub channels belong to the whole server, whatever database a
+    client selected: deployments (or test runs) sharing a server on different
+    databases would hear each other's events without the number in the name.
+    """
+    database = urlsplit(redis_url).path.strip("/") or "0"
+    return f"neonhub:channels:{database}:"
+
+
 SCHEDULER_MAX_CONCURRENT = env_int("SCHEDULER_MAX_CONCURRENT", 5, minimum=1)
 SCHEDULER_MAX_RETRIES = env_int("SCHEDULER_MAX_RETRIES", 3, minimum=0)
 SCHEDULER_BACKOFF_BASE = env_int("SCHEDULER_BACKOFF_BASE", 1000, minimum=0)  # ms
@@ -339,7 +352,7 @@ elif CHANNEL_LAYER_BACKEND == "pubsub":
                 # so reads keep a timeout: a Redis that hangs fails a send
                 # instead of holding the layer's lock for ever.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 5}],
-                "prefix": "neonhub:channels:",
+                "prefix": channel_layer_prefix(REDIS_URL),
             },
         }
     }
