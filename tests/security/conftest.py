@@ -7,6 +7,7 @@ ownership check, and for one user to aim at the other's ids.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from agents.models import AIAgent, ExecutionSession
 from scheduling import pacing, runs, services
 from tests.factories import AgentFactory, SessionFactory, UserFactory
+from tests.processes import start_daphne
 
 # The WebSocket fixtures (a real channels-redis layer under a private prefix,
 # the ASGI application, connections closed after each test) are shared with
@@ -94,3 +96,14 @@ def no_broker(monkeypatch):
     so no worker is needed and nothing is left waiting in Redis."""
     monkeypatch.setattr(pacing, "request_admission", lambda: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
+
+
+@pytest.fixture(scope="module")
+def daphne(django_db_setup) -> Iterator[int]:
+    """A real daphne for one module's tests; its port."""
+    process, port = start_daphne(DEBUG="0")
+    try:
+        yield port
+    finally:
+        process.stop()
+        print(process.output()[-3000:])  # shown only when a test failed

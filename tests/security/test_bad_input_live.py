@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -21,19 +20,8 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from agents.models import AIAgent
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory, UserFactory
-from tests.processes import start_daphne
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def daphne(django_db_setup) -> Iterator[int]:
-    process, port = start_daphne(DEBUG="0")
-    try:
-        yield port
-    finally:
-        process.stop()
-        print(process.output()[-3000:])  # shown only when a test failed
 
 
 def send(

@@ -28,7 +28,6 @@ from realtime.connections import connections_key
 from realtime.groups import agent_group, owner_agents_group
 from realtime.protocol import CLIENT_EVENTS, MONITORING_TOPICS
 from tests.factories import AgentFactory, UserFactory
-from tests.processes import start_daphne
 from tests.realtime.helpers import ask, emit, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -385,16 +384,6 @@ async def test_a_flood_of_bad_frames_leaves_the_connection_serving(socket, agent
 
 
 # --- through a real daphne ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def daphne(django_db_setup) -> Iterator[int]:
-    process, port = start_daphne(DEBUG="0")
-    try:
-        yield port
-    finally:
-        process.stop()
-        print(process.output()[-3000:])  # shown only when a test failed
 
 
 @pytest.fixture
