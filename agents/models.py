@@ -14,6 +14,23 @@ class Priority(models.IntegerChoices):
     CRITICAL = 4, "Critical"
 
 
+class OverlapPolicy(models.TextChoices):
+    """What a scheduled slot does when the agent's previous run is still queued or running."""
+
+    SKIP = "SKIP", "Skip the new slot"
+    BUFFER_ONE = "BUFFER_ONE", "Keep at most one slot waiting"
+    BUFFER_ALL = "BUFFER_ALL", "Queue every slot"
+    CANCEL_OTHER = "CANCEL_OTHER", "Cancel the previous run"
+
+
+class CatchupPolicy(models.TextChoices):
+    """Which of the slots missed while no beat ran are still run."""
+
+    LATEST = "LATEST", "Only the most recent"
+    ALL = "ALL", "All of them, oldest first (at most 100)"
+    NONE = "NONE", "None"
+
+
 class AIAgent(models.Model):
     class Status(models.TextChoices):
         IDLE = "IDLE", "Idle"
@@ -64,6 +81,39 @@ class AIAgent(models.Model):
         default=Priority.NORMAL,
         help_text="When runs must wait for a free slot, higher priorities start first.",
     )
+    overlap_policy = models.CharField(
+        max_length=16,
+        choices=OverlapPolicy.choices,
+        default=OverlapPolicy.BUFFER_ONE,
+        help_text="What a slot does while the previous run is still queued or running.",
+    )
+    catchup_policy = models.CharField(
+        max_length=16,
+        choices=CatchupPolicy.choices,
+        default=CatchupPolicy.LATEST,
+        help_text="Which slots missed while no beat ran still run.",
+    )
+    catchup_window = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds a missed slot may be late and still run; empty: the "
+        "SCHEDULER_CATCHUP_SECONDS setting.",
+    )
+    jitter_seconds = models.PositiveIntegerField(
+        default=0,
+        help_text="Each slot's run waits a delay in [0, jitter) seconds, fixed per agent and slot.",
+    )
+    pause_note = models.CharField(
+        max_length=500, blank=True, default="", help_text="Why the schedule is paused."
+    )
+    paused_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the schedule was last paused; empty while enabled."
+    )
+    paused_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A pause that ends by itself: beat resumes the schedule at this time.",
+    )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
         null=True,
@@ -93,6 +143,11 @@ class AIAgent(models.Model):
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="agent_owner_created"),
             models.Index(fields=["schedule_enabled"], name="agent_schedule_enabled"),
+            models.Index(
+                fields=["paused_until"],
+                condition=Q(paused_until__isnull=False),
+                name="agent_snoozed",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -117,11 +172,25 @@ class ExecutionSession(models.Model):
         SCHEDULE = "SCHEDULE", "Schedule"
         MANUAL = "MANUAL", "Manual"
         RETRY = "RETRY", "Retry"
+        BACKFILL = "BACKFILL", "Backfill"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(AIAgent, on_delete=models.CASCADE, related_name="sessions")
+    # The agent's owner, copied so admission can take waiting runs in turn
+    # across users from one index, without joining the agents. Sessions go
+    # with their agent, and the agent with its owner: no cascade of its own.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        db_index=False,
+        help_text="The agent's owner when the run was queued.",
+    )
     status = models.CharField(
         max_length=16,
         choices=Status.choices,
@@ -135,6 +204,11 @@ class ExecutionSession(models.Model):
     )
     attempt = models.PositiveIntegerField(
         default=1, help_text="1 for the first try of a run; retries count up from there."
+    )
+    rerun = models.PositiveIntegerField(
+        default=0,
+        help_text="0 for a slot's first run; a backfill with rerun counts up, so a slot "
+        "can run again without clashing with its earlier runs.",
     )
     priority = models.PositiveSmallIntegerField(
         choices=Priority.choices,
@@ -183,18 +257,36 @@ class ExecutionSession(models.Model):
                 name="session_waiting",
             ),
             models.Index(
+                fields=["-priority", "owner", "created_at"],
+                condition=Q(status="QUEUED"),
+                name="session_waiting_by_owner",
+            ),
+            models.Index(
                 fields=["lease_expires_at"],
                 condition=Q(status="RUNNING"),
                 name="session_running_lease",
+            ),
+            # A schedule's overlap policy asks which of many agents still
+            # have a run queued or running.
+            models.Index(
+                fields=["agent"],
+                condition=Q(status__in=["QUEUED", "RUNNING"]),
+                name="session_active",
+            ),
+            # A cancelled run whose runner has not stopped yet still holds its slot.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="CANCELLED", lease_expires_at__isnull=False),
+                name="session_stopping",
             ),
         ]
         constraints = [
             # A cron slot (and each of its retries) is recorded once, however
             # many beat processes fire it or however often a message is resent.
             models.UniqueConstraint(
-                fields=["agent", "scheduled_for", "attempt"],
+                fields=["agent", "scheduled_for", "rerun", "attempt"],
                 condition=~Q(trigger="MANUAL"),
-                name="session_unique_slot_attempt",
+                name="session_unique_slot_run_attempt",
             ),
             # The database itself guarantees one agent never runs twice at once.
             models.UniqueConstraint(

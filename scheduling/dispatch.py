@@ -78,21 +78,21 @@ def dispatch_due_slots(due: Mapping[datetime, Iterable[uuid.UUID]]) -> list[Slot
 
 
 def _dispatch_slot(slot: datetime, agent_ids: list[uuid.UUID]) -> SlotDispatch:
-    rows: list[tuple[uuid.UUID, int, ScheduleSpec]] = []
+    rows: list[tuple[uuid.UUID, int, ScheduleSpec, int]] = []
     for chunk in _chunks(agent_ids, _parameter_batch()):
-        for agent_id, priority, expression, zone in AIAgent.objects.filter(
+        for agent_id, priority, expression, zone, owner_id in AIAgent.objects.filter(
             pk__in=chunk, schedule_enabled=True, schedule_expression__isnull=False
-        ).values_list("id", "priority", "schedule_expression", "schedule_timezone"):
+        ).values_list("id", "priority", "schedule_expression", "schedule_timezone", "owner_id"):
             if expression:
-                rows.append((agent_id, priority, ScheduleSpec(expression, zone)))
+                rows.append((agent_id, priority, ScheduleSpec(expression, zone), owner_id))
 
     valid: dict[ScheduleSpec, bool] = {}
-    wanted: list[tuple[uuid.UUID, int, ScheduleSpec]] = []
-    for agent_id, priority, spec in rows:
+    wanted: list[tuple[uuid.UUID, int, ScheduleSpec, int]] = []
+    for agent_id, priority, spec, owner_id in rows:
         if spec not in valid:
             valid[spec] = _fires_at(spec, slot)
         if valid[spec]:
-            wanted.append((agent_id, priority, spec))
+            wanted.append((agent_id, priority, spec, owner_id))
     wanted.sort(key=lambda row: -row[1])
 
     recorded = 0
@@ -106,21 +106,22 @@ def _dispatch_slot(slot: datetime, agent_ids: list[uuid.UUID]) -> SlotDispatch:
     )
 
 
-def _queue_batch(slot: datetime, batch: list[tuple[uuid.UUID, int, ScheduleSpec]]) -> int:
+def _queue_batch(slot: datetime, batch: list[tuple[uuid.UUID, int, ScheduleSpec, int]]) -> int:
     now = timezone.now()
     sessions = [
         ExecutionSession(
             agent_id=agent_id,
+            owner_id=owner_id,
             trigger=Trigger.SCHEDULE,
             attempt=1,
             priority=priority,
             scheduled_for=slot,
             not_before=now,
         )
-        for agent_id, priority, _ in batch
+        for agent_id, priority, _, owner_id in batch
     ]
     by_next_run: dict[datetime | None, list[object]] = {}
-    for agent_id, _, spec in batch:
+    for agent_id, _, spec, _ in batch:
         by_next_run.setdefault(next_fire(spec, slot), []).append(agent_id)
     with transaction.atomic():
         ExecutionSession.objects.bulk_create(sessions, ignore_conflicts=True)

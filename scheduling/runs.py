@@ -46,6 +46,7 @@ def queue_run(
             with transaction.atomic():
                 session = ExecutionSession.objects.create(
                     agent=agent,
+                    owner_id=agent.owner_id,
                     trigger=trigger,
                     attempt=attempt,
                     priority=agent.priority,

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.db import connection, connections, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import F
 from django.utils import timezone
 
@@ -225,7 +226,15 @@ def test_the_migration_reverses_and_counts_existing_sessions_when_applied_again(
         call_command("migrate", "agents", "0002", verbosity=0)
         assert "agents_sessioncount" not in connection.introspection.table_names()
         # Without its table, a trigger left behind would make this insert fail.
-        SessionFactory(agent=agent)
+        old_sessions = (
+            MigrationExecutor(connection)
+            .loader.project_state(("agents", "0002_help_texts"))
+            .apps.get_model("agents", "ExecutionSession")
+        )
+        now = timezone.now()
+        old_sessions.objects.create(
+            agent_id=agent.pk, trigger="MANUAL", scheduled_for=now, not_before=now
+        )
     finally:
         call_command("migrate", "agents", verbosity=0)
     assert stored(agent) == 2
