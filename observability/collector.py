@@ -16,6 +16,9 @@ Counters (from the hashes):
 - ``neonhub_run_retries_total``: retries queued after a failed attempt.
 - ``neonhub_events_sent_total{event}``: lifecycle event frames handed to the
   channel layer.
+- ``neonhub_schedule_slots_total{outcome}``: slots of schedules by the outcome
+  they reached in the slot ledger (queued, ran, skipped, cancelled, missed,
+  backfill); a slot that was queued and then ran counts under both.
 
 Gauges (counted at scrape time):
 
@@ -72,6 +75,7 @@ class _Stored:
     dispatch_lag: dict[str, str]
     counters: dict[str, str]
     events: dict[str, str]
+    slots: dict[str, str]
     workers_alive: int
     beat_age: float | None
 
@@ -88,15 +92,17 @@ def _read_redis() -> _Stored:
         metrics.DISPATCH_LAG_KEY,
         metrics.COUNTERS_KEY,
         metrics.EVENTS_KEY,
+        metrics.SLOTS_KEY,
     ):
         pipe.hgetall(key)
-    runs, run_duration, dispatch_lag, counters, events = (_decode(m) for m in pipe.execute())
+    runs, run_duration, dispatch_lag, counters, events, slots = (_decode(m) for m in pipe.execute())
     return _Stored(
         runs=runs,
         run_duration=run_duration,
         dispatch_lag=dispatch_lag,
         counters=counters,
         events=events,
+        slots=slots,
         workers_alive=heartbeats.alive_workers(),
         beat_age=beat_heartbeat_age(),
     )
@@ -137,6 +143,15 @@ def _redis_metrics(stored: _Stored) -> Iterator[Metric]:
     for outcome, trigger in sorted(combos):
         runs.add_metric([outcome, trigger], int(stored.runs.get(f"{outcome}|{trigger}", 0)))
     yield runs
+
+    slots = CounterMetricFamily(
+        "neonhub_schedule_slots",
+        "Slots of schedules, by the outcome they reached in the slot ledger.",
+        labels=["outcome"],
+    )
+    for outcome in sorted(set(metrics.SLOT_OUTCOMES) | set(stored.slots)):
+        slots.add_metric([outcome], int(stored.slots.get(outcome, 0)))
+    yield slots
 
     yield _histogram(
         "neonhub_run_duration_seconds",

@@ -45,9 +45,12 @@ DISPATCH_LAG_KEY = f"{KEY_PREFIX}dispatch_lag"
 COUNTERS_KEY = f"{KEY_PREFIX}counters"
 # field "<event name>"
 EVENTS_KEY = f"{KEY_PREFIX}events"
+# field "<slot outcome>"
+SLOTS_KEY = f"{KEY_PREFIX}slots"
 
 OUTCOMES = ("succeeded", "failed", "cancelled")
-TRIGGERS = ("schedule", "manual", "retry")
+TRIGGERS = ("schedule", "manual", "retry", "backfill")
+SLOT_OUTCOMES = ("queued", "ran", "skipped", "cancelled", "missed", "backfill")
 
 # Seconds. Runs range from a demo's second to the hour-long run timeout.
 RUN_DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -121,11 +124,13 @@ def _seconds_between(start: datetime | None, end: datetime | None) -> float | No
 def run_started(session: Any) -> None:
     """A worker started ``session``: observe its dispatch lag.
 
-    The lag runs from the run's slot to its start. A retry keeps the slot of
-    its first attempt, so its lag runs from the end of its backoff instead.
+    The lag runs from when the run was allowed to start to its start: a
+    scheduled run's slot plus its jitter delay, the end of a retry's backoff
+    (a retry keeps its first attempt's slot), a backfill's request, a manual
+    run's request.
     """
     trigger = str(session.trigger).lower()
-    since = session.not_before if trigger == "retry" else session.scheduled_for
+    since = session.scheduled_for if trigger == "manual" else session.not_before
     lag = _seconds_between(since, session.started_at)
     if lag is None:
         return
@@ -149,6 +154,21 @@ def run_finished(session: Any, *, will_retry: bool = False) -> None:
             _observe(pipe, RUN_DURATION_KEY, outcome, duration, RUN_DURATION_BUCKETS)
         if will_retry:
             pipe.hincrby(COUNTERS_KEY, "retries", 1)
+
+    _write_on_commit(fill)
+
+
+@_never_raises
+def slots_recorded(outcomes: dict[str, int]) -> None:
+    """Slots of schedules reached these outcomes (a count for each), once the
+    transaction that decided them commits."""
+    counts = {str(outcome).lower(): count for outcome, count in outcomes.items() if count}
+    if not counts:
+        return
+
+    def fill(pipe: Pipeline) -> None:
+        for outcome, count in counts.items():
+            pipe.hincrby(SLOTS_KEY, outcome, count)
 
     _write_on_commit(fill)
 

@@ -50,7 +50,14 @@ def admit_waiting_runs(*, reclaim: bool = True) -> list[str]:
                 "agent_id", flat=True
             )
         )
-        free = settings.SCHEDULER_MAX_CONCURRENT - len(busy_agents)
+        # Cancelled runs whose runner has not stopped yet still hold their slots.
+        stopping = list(
+            ExecutionSession.objects.filter(
+                status=Status.CANCELLED, lease_expires_at__gt=now
+            ).values_list("agent_id", flat=True)
+        )
+        free = settings.SCHEDULER_MAX_CONCURRENT - len(busy_agents) - len(stopping)
+        busy_agents.update(stopping)
         if free <= 0:
             return []
         waiting = (

@@ -142,7 +142,10 @@ def execute(session_id: str, *, worker: str = "") -> str | None:
     if session is None:
         return None
     try:
-        return _run_to_end(session)
+        outcome = _run_to_end(session)
+        if outcome == ExecutionSession.Status.CANCELLED:
+            with_db_retry(runs.runner_stopped, session_id)
+        return outcome
     finally:
         _fill_freed_slot()
 

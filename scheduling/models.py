@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 from agents.models import AIAgent, ExecutionSession
@@ -24,7 +26,8 @@ class ScheduleSlot(models.Model):
         MISSED = "MISSED", "Missed"
         BACKFILL = "BACKFILL", "Backfill"
 
-    id = models.BigAutoField(primary_key=True)
+    # Made by the writer, so a bulk insert that skips conflicts can tell its own rows.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(AIAgent, on_delete=models.CASCADE, related_name="slots")
     scheduled_for = models.DateTimeField(help_text="The slot: when the schedule was due.")
     outcome = models.CharField(max_length=16, choices=Outcome.choices)

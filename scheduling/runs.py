@@ -21,7 +21,7 @@ from agents.models import AIAgent, ExecutionSession
 from core.text import storable_text
 from observability import metrics
 from realtime import events
-from scheduling import later, pacing
+from scheduling import later, pacing, slots
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,10 @@ def queue_run(
     trigger: str,
     scheduled_for: datetime,
     attempt: int = 1,
+    rerun: int = 0,
     not_before: datetime | None = None,
 ) -> ExecutionSession | None:
-    """Record a run as QUEUED; None if this slot and attempt already exist."""
+    """Record a run as QUEUED; None if this slot, rerun and attempt already exist."""
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -49,6 +50,7 @@ def queue_run(
                     owner_id=agent.owner_id,
                     trigger=trigger,
                     attempt=attempt,
+                    rerun=rerun,
                     priority=agent.priority,
                     scheduled_for=scheduled_for,
                     not_before=not_before or timezone.now(),
@@ -87,6 +89,8 @@ def start_run(session_id: str, worker: str) -> ExecutionSession | None:
         )
         session.agent.status = AIAgent.Status.RUNNING
         session.agent.last_run_at = now
+        if session.trigger == Trigger.SCHEDULE and session.attempt == 1:
+            slots.mark_started(session.pk)
         events.emit_started(session, session.agent)
         metrics.run_started(session)
     return session
@@ -203,6 +207,7 @@ def finish_failed(
                 trigger=Trigger.RETRY,
                 scheduled_for=session.scheduled_for,
                 attempt=session.attempt + 1,
+                rerun=session.rerun,
                 not_before=now + timedelta(seconds=delay),
             )
             transaction.on_commit(lambda: later.call_later(delay, pacing.request_admission))
@@ -228,8 +233,14 @@ def backoff_seconds(failed_attempt: int) -> float:
     return jittered / 1000
 
 
-def cancel_session(session: ExecutionSession) -> bool:
-    """Cancel a queued or running session; False if it had already finished."""
+def cancel_session(session: ExecutionSession, *, reason: str = "Cancelled.") -> bool:
+    """Cancel a queued or running session; False if it had already finished.
+
+    A run whose runner had started keeps its lease: admission counts it as
+    holding its slot (and its agent) until the runner has stopped
+    (``runner_stopped``) or the lease runs out, so the next run of the agent
+    never overlaps the one being cancelled.
+    """
     now = timezone.now()
     with transaction.atomic():
         done = ExecutionSession.objects.filter(
@@ -238,8 +249,10 @@ def cancel_session(session: ExecutionSession) -> bool:
             status=Status.CANCELLED,
             success=False,
             completed_at=now,
-            error_message="Cancelled.",
-            lease_expires_at=None,
+            error_message=reason,
+            lease_expires_at=Case(
+                When(started_at__isnull=False, then=F("lease_expires_at")), default=None
+            ),
         )
         if not done:
             return False
@@ -249,10 +262,20 @@ def cancel_session(session: ExecutionSession) -> bool:
                 duration_ms=_duration_ms(session.started_at, now)
             )
             session.duration_ms = _duration_ms(session.started_at, now)
+        else:
+            slots.mark_cancelled(session.pk, f"{reason.rstrip('.')} before its run started.")
         refresh_agent_status(session.agent, finished=Status.CANCELLED)
         metrics.run_finished(session)
         transaction.on_commit(_after_run_finished)
     return True
+
+
+def runner_stopped(session_id: str) -> None:
+    """The runner of a cancelled run has returned: its slot is free now, not at lease end."""
+    if ExecutionSession.objects.filter(
+        pk=session_id, status=Status.CANCELLED, lease_expires_at__isnull=False
+    ).update(lease_expires_at=None):
+        transaction.on_commit(pacing.request_admission)
 
 
 def refresh_agent_status(

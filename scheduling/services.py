@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from agents.models import AIAgent
+from agents.models import AIAgent, CatchupPolicy, OverlapPolicy
 from scheduling.cron import (
     CronError,
     CronExpression,
@@ -47,6 +47,19 @@ logger = logging.getLogger(__name__)
 
 class NoSchedule(LookupError):
     """The agent has no schedule to change."""
+
+
+class ScheduleFieldError(ValueError):
+    """A schedule field holds a value the scheduler cannot use; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+MAX_CATCHUP_WINDOW = 2_678_400  # s, 31 days
+MAX_JITTER_SECONDS = 3600
+MAX_PAUSE_NOTE = 500
 
 
 class _Unset(enum.Enum):
@@ -93,13 +106,26 @@ def set_schedule(
     timezone_name: str | _Unset = UNSET,
     priority: int | _Unset = UNSET,
     enabled: bool | _Unset = UNSET,
+    overlap_policy: str | _Unset = UNSET,
+    catchup_policy: str | _Unset = UNSET,
+    catchup_window: int | _Unset | None = UNSET,
+    jitter_seconds: int | _Unset = UNSET,
+    pause_note: str | _Unset = UNSET,
+    paused_until: datetime | _Unset | None = UNSET,
 ) -> AIAgent:
-    """Create or change the agent's schedule; raises CronError / TimezoneError / NoSchedule."""
+    """Create or change the agent's schedule.
+
+    Raises CronError / TimezoneError / NoSchedule / ScheduleFieldError, and
+    then changes nothing. A pause records when it began (resuming with a
+    policy runs the slots missed since); ``paused_until`` pauses until then;
+    resuming clears the note and the snooze.
+    """
     agent = AIAgent.objects.select_for_update().get(pk=agent.pk)
     new_expression = agent.schedule_expression if expression is UNSET else expression
     if expression is UNSET and not new_expression:
         raise NoSchedule("This agent has no schedule yet: create one with POST first.")
     cron = parse_cron(new_expression)
+    was_enabled = agent.schedule_enabled and bool(agent.periodic_task_id)
     if timezone_name is not UNSET:
         agent.schedule_timezone = str(validate_timezone(timezone_name))
     if expression is not UNSET:
@@ -110,10 +136,105 @@ def set_schedule(
         agent.schedule_enabled = enabled
     if priority is not UNSET:
         agent.priority = priority
+    _apply_policies(
+        agent,
+        overlap_policy=overlap_policy,
+        catchup_policy=catchup_policy,
+        catchup_window=catchup_window,
+        jitter_seconds=jitter_seconds,
+    )
+    _apply_pause(
+        agent,
+        was_enabled=was_enabled,
+        enabled=enabled,
+        pause_note=pause_note,
+        paused_until=paused_until,
+    )
     agent.next_run_at = compute_next_run(agent)
     _sync_beat_rows(agent, cron)
     agent.save()
     return agent
+
+
+def _choice(field: str, value: object, choices: type[enum.Enum]) -> str:
+    names = [str(member.value) for member in choices]
+    if not isinstance(value, str) or value not in names:
+        raise ScheduleFieldError(
+            field, f"Unknown value {value!r}: use {', '.join(names[:-1])} or {names[-1]}."
+        )
+    return value
+
+
+def _whole_number(field: str, value: object, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScheduleFieldError(field, "Must be a whole number of seconds.")
+    if not 0 <= value <= maximum:
+        raise ScheduleFieldError(field, f"Must be between 0 and {maximum} seconds.")
+    return value
+
+
+def _apply_policies(
+    agent: AIAgent,
+    *,
+    overlap_policy: str | _Unset,
+    catchup_policy: str | _Unset,
+    catchup_window: int | _Unset | None,
+    jitter_seconds: int | _Unset,
+) -> None:
+    if overlap_policy is not UNSET:
+        agent.overlap_policy = _choice("overlap_policy", overlap_policy, OverlapPolicy)
+    if catchup_policy is not UNSET:
+        agent.catchup_policy = _choice("catchup_policy", catchup_policy, CatchupPolicy)
+    if catchup_window is not UNSET:
+        agent.catchup_window = (
+            None
+            if catchup_window is None
+            else _whole_number("catchup_window", catchup_window, MAX_CATCHUP_WINDOW)
+        )
+    if jitter_seconds is not UNSET:
+        agent.jitter_seconds = _whole_number("jitter_seconds", jitter_seconds, MAX_JITTER_SECONDS)
+
+
+def _apply_pause(
+    agent: AIAgent,
+    *,
+    was_enabled: bool,
+    enabled: bool | _Unset,
+    pause_note: str | _Unset,
+    paused_until: datetime | _Unset | None,
+) -> None:
+    now = timezone.now()
+    if paused_until is not UNSET and paused_until is not None:
+        if not isinstance(paused_until, datetime) or timezone.is_naive(paused_until):
+            raise ScheduleFieldError("paused_until", "Must be a time with its UTC offset.")
+        if paused_until <= now:
+            raise ScheduleFieldError("paused_until", "Must be in the future.")
+        if enabled is True:
+            raise ScheduleFieldError(
+                "paused_until", "A snoozed schedule is paused: do not resume it in the same change."
+            )
+        # A snooze is a pause that ends by itself.
+        agent.schedule_enabled = False
+    if pause_note is not UNSET:
+        if not isinstance(pause_note, str):
+            raise ScheduleFieldError("pause_note", "Must be a string.")
+        if len(pause_note) > MAX_PAUSE_NOTE:
+            raise ScheduleFieldError(
+                "pause_note", f"Must be at most {MAX_PAUSE_NOTE} characters long."
+            )
+        if pause_note and agent.schedule_enabled:
+            raise ScheduleFieldError(
+                "pause_note", "A note is kept only while the schedule is paused: pause it too."
+            )
+    if agent.schedule_enabled:
+        agent.pause_note, agent.paused_until, agent.paused_at = "", None, None
+        return
+    if was_enabled or agent.paused_at is None:
+        agent.paused_at = now
+    if pause_note is not UNSET:
+        agent.pause_note = pause_note
+    if paused_until is not UNSET:
+        agent.paused_until = paused_until
 
 
 @transaction.atomic
@@ -123,6 +244,7 @@ def remove_schedule(agent: AIAgent) -> AIAgent:
     agent.schedule_expression = None
     agent.schedule_enabled = False
     agent.next_run_at = None
+    agent.pause_note, agent.paused_at, agent.paused_until = "", None, None
     if agent.pk and AIAgent.objects.filter(pk=agent.pk).exists():
         agent.save(
             update_fields=[
@@ -130,6 +252,9 @@ def remove_schedule(agent: AIAgent) -> AIAgent:
                 "schedule_expression",
                 "schedule_enabled",
                 "next_run_at",
+                "pause_note",
+                "paused_at",
+                "paused_until",
                 "updated_at",
             ]
         )
@@ -233,6 +358,11 @@ def mirror_beat_edit(task: PeriodicTask) -> None:
             " ".join(actual[field] for field in CRONTAB_FIELDS)
         ).source
     agent.schedule_timezone = str(crontab.timezone)
+    pause: dict[str, object] = {}
+    if task.enabled and not agent.schedule_enabled:
+        pause = {"pause_note": "", "paused_at": None, "paused_until": None}
+    elif agent.schedule_enabled and not task.enabled:
+        pause = {"paused_at": timezone.now()}
     agent.schedule_enabled = task.enabled
     agent.next_run_at = compute_next_run(agent)
     AIAgent.objects.filter(pk=agent.pk).update(
@@ -241,6 +371,7 @@ def mirror_beat_edit(task: PeriodicTask) -> None:
         schedule_enabled=agent.schedule_enabled,
         next_run_at=agent.next_run_at,
         updated_at=timezone.now(),
+        **pause,
     )
 
 

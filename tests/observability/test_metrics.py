@@ -38,6 +38,7 @@ DOCUMENTED = {
     "neonhub_dispatch_lag_seconds",
     "neonhub_run_retries",
     "neonhub_events_sent",
+    "neonhub_schedule_slots",
     "neonhub_runs_queued",
     "neonhub_runs_running",
     "neonhub_runs_max_concurrent",

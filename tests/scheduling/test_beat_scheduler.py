@@ -64,6 +64,9 @@ def make_scheduler(monkeypatch):
 
 
 def scheduled(expression: str, timezone_name: str = "UTC", **fields) -> AIAgent:
+    # No worker runs here, so runs stay queued: every slot queues its own
+    # (the overlap policies have tests of their own).
+    fields.setdefault("overlap_policy", "BUFFER_ALL")
     agent = set_schedule(AgentFactory(**fields), expression=expression, timezone_name=timezone_name)
     stamp(agent, timezone.now() - timedelta(days=30))
     return agent

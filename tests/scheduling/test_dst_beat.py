@@ -59,7 +59,10 @@ def beat(monkeypatch):
 
 
 def scheduled(expression: str, zone: str) -> AIAgent:
-    agent = set_schedule(AgentFactory(), expression=expression, timezone_name=zone)
+    # No worker runs here: every slot queues its own run, whatever is still queued.
+    agent = set_schedule(
+        AgentFactory(overlap_policy="BUFFER_ALL"), expression=expression, timezone_name=zone
+    )
     long_ago = timezone.now() - timedelta(days=400)
     AIAgent.objects.filter(pk=agent.pk).update(updated_at=long_ago)
     PeriodicTask.objects.filter(pk=agent.periodic_task_id).update(date_changed=long_ago)

@@ -58,7 +58,7 @@ def test_a_dispatch_queues_the_slot_once():
 
 
 def test_day_of_month_or_day_of_week_fires_on_either():
-    agent = AgentFactory()
+    agent = AgentFactory(overlap_policy="BUFFER_ALL")
     set_schedule(agent, expression="0 0 13 * 5")
     friday_the_4th = datetime(2026, 12, 4, tzinfo=UTC)
     sunday_the_13th = datetime(2026, 12, 13, tzinfo=UTC)
