@@ -16,3 +16,8 @@ def iso(moment: datetime | None) -> str | None:
         return None
     text = moment.astimezone(UTC).isoformat()
     return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
+
+
+def minute_text(moment: datetime) -> str:
+    """A slot time as sentences show it: ``2026-12-02 09:00 UTC``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

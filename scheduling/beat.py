@@ -29,7 +29,9 @@ catches writes that bypass both (``QuerySet.update`` on a crontab).
 Beat records its heartbeat on every tick, and a database or broker error
 costs a tick, not the process: it is logged and the work is tried again. For
 missed slots (beat down or cut off) see :mod:`scheduling.due_index`: the most
-recent one fires once if it is at most ``SCHEDULER_CATCHUP_SECONDS`` old.
+recent one fires once if it is at most ``SCHEDULER_CATCHUP_SECONDS`` old,
+unless the agent's catch-up policy and window say otherwise; the others are
+recorded MISSED in the slot ledger.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from agents.models import AIAgent
 from observability.heartbeats import record_beat_heartbeat
 from scheduling.cron import CronError, celery_crontab_fields, parse_cron
 from scheduling.dispatch import dispatch_due_slots
-from scheduling.due_index import DueBatch, DueIndex, ScheduleSpec
+from scheduling.due_index import CatchupRule, DueBatch, DueIndex, ScheduleSpec
 from scheduling.services import CRONTAB_FIELDS, DISPATCH_TASK, PERIODIC_TASK_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -81,9 +83,12 @@ _ROW_FIELDS = (
     "crontab__month_of_year",
     "crontab__day_of_week",
     "crontab__timezone",
+    "last_run_at",
     "agent__id",
     "agent__schedule_expression",
     "agent__updated_at",
+    "agent__catchup_policy",
+    "agent__catchup_window",
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -209,7 +214,18 @@ class AgentSchedules:
     def _apply(self, rows: Iterable[tuple], now: datetime) -> None:
         for row in rows:
             self.stats.rows_read += 1
-            task_id, task_changed, *crontab, zone, agent_id, expression, agent_changed = row
+            (
+                task_id,
+                task_changed,
+                *crontab,
+                zone,
+                last_fired,
+                agent_id,
+                expression,
+                agent_changed,
+                catchup_policy,
+                catchup_window,
+            ) = row
             # A stamp from a clock running ahead must not move the marks past ours.
             self._task_mark = max(self._task_mark, min(task_changed, now))
             self._agent_mark = max(self._agent_mark, min(agent_changed, now))
@@ -219,8 +235,18 @@ class AgentSchedules:
                 continue
             self._known[task_id] = _Known(agent_id, task_changed, agent_changed)
             changed_at = max(task_changed, agent_changed)
+            rule = CatchupRule(
+                catchup_policy,
+                None if catchup_window is None else timedelta(seconds=catchup_window),
+            )
             if self.index.upsert(
-                task_id, spec, changed_at=changed_at, now=now, seen_until=self._seen_until
+                task_id,
+                spec,
+                changed_at=changed_at,
+                now=now,
+                seen_until=self._seen_until,
+                rule=rule,
+                last_fired=last_fired,
             ):
                 self.stats.entries_changed += 1
 
@@ -326,19 +352,23 @@ class AgentScheduler(DatabaseScheduler):
             slot: [self.agents.agent_id(task_id) for task_id in task_ids]
             for slot, task_ids in batch.slots.items()
         }
+        missed = {
+            self.agents.agent_id(task_id): task_missed
+            for task_id, task_missed in batch.missed.items()
+        }
         try:
-            results = dispatch_due_slots(slots)
+            results = dispatch_due_slots(slots, missed)
         except Exception:
             self.agents.index.settle(batch, fired=False)
             raise
         self.agents.index.settle(batch, fired=True)
         stats.last_dispatch_seconds = time.perf_counter() - started
-        stats.runs_skipped += len(batch.skipped)
-        if batch.skipped:
+        missed_count = sum(len(task_missed) for task_missed in missed.values())
+        stats.runs_skipped += missed_count
+        if missed_count:
             logger.warning(
-                "Beat skipped %d agent slots missed by more than %s",
-                len(batch.skipped),
-                self.agents.index.catchup,
+                "Beat recorded %d agent slots as missed (catch-up policies and windows)",
+                missed_count,
             )
         for result in results:
             stats.slots_fired += 1
@@ -355,12 +385,22 @@ class AgentScheduler(DatabaseScheduler):
         self._record_last_runs(batch)
 
     def _record_last_runs(self, batch: DueBatch) -> None:
-        """Keep the beat admin's "last run" column true; a plain update, so nothing reloads."""
+        """Keep the beat admin's "last run" column true; a plain update, so nothing reloads.
+
+        It is also where a restarted beat takes up each entry: the latest slot
+        handled, fired or recorded as missed.
+        """
+        handled: dict[tuple[datetime, int], list[int]] = {}
+        for firing in batch.firings:
+            latest = max([*firing.slots, *(slot for slot, _ in firing.missed)], default=None)
+            if latest is not None:
+                key = (latest, len(firing.slots))
+                handled.setdefault(key, []).append(cast(int, firing.key))
         try:
-            for slot, task_ids in batch.slots.items():
+            for (slot, fired), task_ids in handled.items():
                 for start in range(0, len(task_ids), 900):
                     PeriodicTask.objects.filter(id__in=task_ids[start : start + 900]).update(
-                        last_run_at=slot, total_run_count=F("total_run_count") + 1
+                        last_run_at=slot, total_run_count=F("total_run_count") + fired
                     )
         except Exception:
             logger.warning("Could not record the last run of agent entries", exc_info=True)

@@ -24,6 +24,7 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from agents.models import AIAgent, ExecutionSession, OverlapPolicy
+from core.dates import minute_text
 from scheduling import pacing, runs, slots
 from scheduling.cron import CronError
 from scheduling.due_index import ScheduleSpec, is_fire_time, next_fire
@@ -82,12 +83,13 @@ def overlap_decision(policy: str, slot: datetime, active: Sequence[ActiveRun]) -
     if policy == OverlapPolicy.SKIP:
         state = "still running" if going else "still waiting to run"
         return OverlapDecision(
-            False, f"Skipped (overlap policy SKIP): the run for {slots.at(earliest)} was {state}."
+            False,
+            f"Skipped (overlap policy SKIP): the run for {minute_text(earliest)} was {state}.",
         )
     if policy == OverlapPolicy.CANCEL_OTHER:
         return OverlapDecision(
             True,
-            f"Queued; the run for {slots.at(earliest)} was cancelled "
+            f"Queued; the run for {minute_text(earliest)} was cancelled "
             "(overlap policy CANCEL_OTHER).",
             tuple(run.session_id for run in active),
         )
@@ -100,11 +102,12 @@ def overlap_decision(policy: str, slot: datetime, active: Sequence[ActiveRun]) -
     if waiting:
         return OverlapDecision(
             False,
-            f"Skipped (overlap policy BUFFER_ONE): the run for {slots.at(waiting[0])} "
+            f"Skipped (overlap policy BUFFER_ONE): the run for {minute_text(waiting[0])} "
             "was already waiting.",
         )
     return OverlapDecision(
-        True, f"Queued to start after the run for {slots.at(earliest)} (overlap policy BUFFER_ONE)."
+        True,
+        f"Queued to start after the run for {minute_text(earliest)} (overlap policy BUFFER_ONE).",
     )
 
 
@@ -321,7 +324,7 @@ def _queue_batch(slot: datetime, batch: list[DueAgent]) -> tuple[list[uuid.UUID]
 
 
 def _cancel_others(session_ids: Iterable[uuid.UUID], slot: datetime) -> None:
-    reason = f"Cancelled by the slot of {slots.at(slot)} (overlap policy CANCEL_OTHER)."
+    reason = f"Cancelled by the slot of {minute_text(slot)} (overlap policy CANCEL_OTHER)."
     for session in ExecutionSession.objects.select_related("agent").filter(pk__in=session_ids):
         runs.cancel_session(session, reason=reason)
 

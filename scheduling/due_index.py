@@ -7,12 +7,17 @@ of the database: :mod:`scheduling.beat` feeds it rows and dispatches what it
 hands out.
 
 Missed slots
-    A slot is fired late only while it is at most ``catchup`` old; of several
-    missed slots only the most recent one fires, once. So a beat that was down
-    (or could not reach the database) for two minutes fires an every-minute
-    schedule once on return and goes on, and a daily schedule whose slot passed
-    an hour ago waits for tomorrow. A schedule created or edited after a slot
-    never fires for that slot.
+    A slot more than a minute late (beat was down, stalled or cut off from the
+    database) is missed, and each entry's :class:`CatchupRule` says which
+    missed slots still fire: ``LATEST`` the most recent one, ``ALL`` each of
+    them oldest first (at most :data:`CATCHUP_LIMIT`), ``NONE`` none; only
+    slots at most the rule's window old count. The rest are handed out as
+    missed, with the reason, for the slot ledger (at most the
+    :data:`CATCHUP_LIMIT` most recent of one gap). So a beat that was down for
+    two minutes fires an every-minute schedule once on return under
+    ``LATEST`` and goes on, and a daily schedule whose slot passed an hour ago
+    waits for tomorrow. A schedule created or edited after a slot never fires
+    for that slot.
 
 Cron computations are cached per (expression, timezone, instant), and the
 instants are whole minutes wherever that gives the same answer, so ten thousand
@@ -27,7 +32,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from core.dates import minute_text
 from scheduling.cron import CronExpression, next_runs, parse_cron, previous_run
+
+# A slot dispatched this late is on time under every policy: beat wakes a
+# little after each slot, and a busy database can cost it seconds.
+ON_TIME = timedelta(seconds=60)
+# The most missed slots one catch-up fires (policy ALL) or records.
+CATCHUP_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class CatchupRule:
+    """Which missed slots of an entry still fire: a policy and a window (None: the index's)."""
+
+    policy: str = "LATEST"
+    window: timedelta | None = None
+
+
+DEFAULT_RULE = CatchupRule()
 
 
 @dataclass(frozen=True)
@@ -93,17 +116,25 @@ class _Entry:
     spec: ScheduleSpec
     due: datetime | None
     version: int
+    rule: CatchupRule = DEFAULT_RULE
 
 
 @dataclass(frozen=True)
 class Firing:
-    """One popped entry: which slot to fire now (None: skipped) and when it is due next."""
+    """One popped entry: the slots to fire now (oldest first; none if all were missed),
+    the missed slots with why, and when it is due next."""
 
     key: Hashable
     version: int
     due: datetime
-    slot: datetime | None
+    slots: tuple[datetime, ...]
     next_due: datetime | None
+    missed: tuple[tuple[datetime, str], ...] = ()
+
+    @property
+    def slot(self) -> datetime | None:
+        """The latest slot fired, if any."""
+        return self.slots[-1] if self.slots else None
 
 
 @dataclass
@@ -116,13 +147,18 @@ class DueBatch:
     def slots(self) -> dict[datetime, list[Hashable]]:
         grouped: dict[datetime, list[Hashable]] = {}
         for firing in self.firings:
-            if firing.slot is not None:
-                grouped.setdefault(firing.slot, []).append(firing.key)
+            for slot in firing.slots:
+                grouped.setdefault(slot, []).append(firing.key)
         return dict(sorted(grouped.items()))
 
     @property
     def skipped(self) -> list[Firing]:
-        return [firing for firing in self.firings if firing.slot is None]
+        """Entries that fire nothing this time: every slot due was missed."""
+        return [firing for firing in self.firings if not firing.slots]
+
+    @property
+    def missed(self) -> dict[Hashable, tuple[tuple[datetime, str], ...]]:
+        return {firing.key: firing.missed for firing in self.firings if firing.missed}
 
     def __len__(self) -> int:
         return len(self.firings)
@@ -167,24 +203,41 @@ class DueIndex:
         changed_at: datetime,
         now: datetime,
         seen_until: datetime | None = None,
+        rule: CatchupRule = DEFAULT_RULE,
+        last_fired: datetime | None = None,
     ) -> bool:
-        """Add or change an entry; False (and nothing done) if its schedule is unchanged.
+        """Add or change an entry; False (and nothing done) if nothing changed.
 
         The first slot due is the first run after ``changed_at`` (when the
         schedule was last edited), so a schedule noticed a few seconds after
         its edit still fires the slot its preview promised. ``seen_until`` says
         up to when the caller is sure the entry did not have this schedule (its
-        last look at the rows); without one (start-up) the catch-up window
-        applies, so a recently missed slot fires.
+        last look at the rows). Without one (start-up) the slots since
+        ``last_fired`` (the last slot a beat handled) are due again, so the
+        ones missed while no beat ran fire or are recorded as missed; with no
+        ``last_fired`` either, only the latest slot is, if it is within the
+        catch-up window. A change of the rule alone keeps the entry's place.
         """
         current = self._entries.get(key)
         if current is not None and current.spec == spec:
-            return False
-        floor = seen_until if seen_until is not None else now - self.catchup
+            if current.rule == rule:
+                return False
+            current.rule = rule
+            return True
+        if seen_until is not None:
+            floor = seen_until
+        elif last_fired is not None:
+            floor = last_fired
+        else:
+            # Nothing says what happened before: the latest slot may still
+            # fire if it is recent enough, and nothing older is recorded.
+            latest = latest_fire(spec, now)
+            recent = latest is not None and now - latest <= self.window(rule)
+            floor = latest - timedelta(minutes=1) if recent and latest else now
         # A writer whose clock runs ahead must not push the first slot into the future.
         since = max(min(changed_at, now), floor)
         version = current.version + 1 if current else 0
-        entry = _Entry(spec, next_fire(spec, since), version)
+        entry = _Entry(spec, next_fire(spec, since), version, rule)
         self._entries[key] = entry
         self._push(key, entry)
         return True
@@ -206,10 +259,9 @@ class DueIndex:
         """Take every entry due at ``now`` out of the heap; give them back with ``settle``."""
         batch = DueBatch()
         while (due := self.next_due()) is not None and due <= now:
-            _, _, key, version = heapq.heappop(self._heap)
-            spec = self._entries[key].spec
-            slot, next_due = self._fire_and_next(spec, due, now)
-            batch.firings.append(Firing(key, version, due, slot, next_due))
+            _, _, key, _ = heapq.heappop(self._heap)
+            entry = self._entries[key]
+            batch.firings.append(self._fire(key, entry, due, now))
         return batch
 
     def settle(self, batch: DueBatch, *, fired: bool) -> None:
@@ -218,24 +270,69 @@ class DueIndex:
             entry = self._entries.get(firing.key)
             if entry is None or entry.version != firing.version:
                 continue  # removed or edited meanwhile; its new state is already queued
-            entry.due = firing.next_due if fired or firing.slot is None else firing.due
+            entry.due = firing.next_due if fired or not firing.slots else firing.due
             self._push(firing.key, entry)
 
-    def _fire_and_next(
-        self, spec: ScheduleSpec, due: datetime, now: datetime
-    ) -> tuple[datetime | None, datetime | None]:
-        slot = due
+    def window(self, rule: CatchupRule) -> timedelta:
+        """How old a missed slot may be and still fire under ``rule``."""
+        return max(rule.window if rule.window is not None else self.catchup, ON_TIME)
+
+    def _fire(self, key: Hashable, entry: _Entry, due: datetime, now: datetime) -> Firing:
+        spec, rule = entry.spec, entry.rule
         following = next_fire(spec, due)
-        if following is not None and following <= now:
-            # More than one slot was missed: only the latest counts.
-            slot = latest_fire(spec, now) or due
-            following = next_fire(spec, slot)
-        if now - slot > self.catchup:
-            return None, following
-        return slot, following
+        if (following is None or following > now) and now - due <= ON_TIME:
+            return Firing(key, entry.version, due, (due,), following)  # on time: the usual case
+        due_slots = _slots_back(spec, due, now)  # newest first
+        window = self.window(rule)
+        in_window = [slot for slot in due_slots if now - slot <= window]
+        if rule.policy == "ALL":
+            fired = in_window[:CATCHUP_LIMIT]
+        elif rule.policy == "NONE":
+            fired = [slot for slot in due_slots[:1] if now - slot <= ON_TIME]
+        else:
+            fired = in_window[:1]
+        chosen = set(fired)
+        missed = tuple(
+            (slot, _missed_reason(rule, slot, now, window, fired))
+            for slot in due_slots
+            if slot not in chosen
+        )[:CATCHUP_LIMIT]
+        following = next_fire(spec, due_slots[0]) if due_slots else following
+        return Firing(key, entry.version, due, tuple(reversed(fired)), following, missed)
 
     def _push(self, key: Hashable, entry: _Entry) -> None:
         if entry.due is None:
             return
         self._sequence += 1
         heapq.heappush(self._heap, (entry.due, self._sequence, key, entry.version))
+
+
+def _slots_back(spec: ScheduleSpec, due: datetime, now: datetime) -> list[datetime]:
+    """The schedule's slots in [due, now], newest first, at most CATCHUP_LIMIT + 1 of them
+    (enough to fire or record a catch-up's worth and know that there were more)."""
+    found: list[datetime] = []
+    moment = now
+    while len(found) <= CATCHUP_LIMIT:
+        slot = latest_fire(spec, moment)
+        if slot is None or slot < due:
+            break
+        found.append(slot)
+        moment = slot - timedelta(minutes=1)
+    return found
+
+
+def _missed_reason(
+    rule: CatchupRule, slot: datetime, now: datetime, window: timedelta, fired: list[datetime]
+) -> str:
+    if now - slot > window:
+        return (
+            "Missed: no beat dispatched it in time; it was beyond the catch-up window "
+            f"of {int(window.total_seconds())} s."
+        )
+    if rule.policy == "NONE":
+        return "Missed: the catch-up policy NONE runs no missed slot."
+    if rule.policy == "ALL":
+        return f"Missed: the catch-up policy ALL runs at most {CATCHUP_LIMIT} missed slots."
+    return "Missed: the catch-up policy LATEST ran only the most recent missed slot" + (
+        f" ({minute_text(fired[0])})." if fired else "."
+    )

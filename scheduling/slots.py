@@ -17,10 +17,14 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from core.dates import minute_text
 from observability import metrics
 from scheduling.models import ScheduleSlot
 
 Outcome = ScheduleSlot.Outcome
+
+# Slot times as reason sentences show them.
+at = minute_text
 
 
 def jitter_delay(agent_id: uuid.UUID | str, slot: datetime, jitter_seconds: int) -> timedelta:
@@ -34,11 +38,6 @@ def jitter_delay(agent_id: uuid.UUID | str, slot: datetime, jitter_seconds: int)
     key = f"{agent_id}|{slot.astimezone(UTC).isoformat()}".encode()
     digest = int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
     return timedelta(milliseconds=digest % (jitter_seconds * 1000))
-
-
-def at(moment: datetime) -> str:
-    """A slot time as reasons show it."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def insert_slots(rows: Iterable[ScheduleSlot]) -> set[uuid.UUID]:

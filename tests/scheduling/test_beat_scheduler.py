@@ -12,55 +12,16 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
 from agents.models import AIAgent, ExecutionSession
-from neonhub.celery import app as celery_app
 from observability.heartbeats import BEAT_HEARTBEAT_KEY
 from scheduling import beat as beat_module
 from scheduling import dispatch, pacing
-from scheduling.beat import AgentScheduler
 from scheduling.dispatch import dispatch_due_slots
+from scheduling.models import ScheduleSlot
 from scheduling.services import remove_schedule, set_schedule
 from tests.factories import AgentFactory
+from tests.scheduling.conftest import T0
 
 pytestmark = pytest.mark.django_db
-
-T0 = datetime(2030, 1, 15, 12, 0, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(T0 + timedelta(seconds=1))
-
-
-@pytest.fixture
-def make_scheduler(monkeypatch):
-    sent: list[str] = []
-    # Beat closes stale connections between ticks; here that would close the
-    # connection holding the test's transaction.
-    monkeypatch.setattr("django_celery_beat.schedulers.close_old_connections", lambda: None)
-    monkeypatch.setattr(beat_module, "close_old_connections", lambda: None)
-
-    def make(clock: Clock) -> AgentScheduler:
-        scheduler = AgentScheduler(app=celery_app, clock=clock)
-        # The entries left to DatabaseScheduler would go to the broker; record them instead.
-        monkeypatch.setattr(
-            scheduler, "apply_entry", lambda entry, producer=None: sent.append(entry.name)
-        )
-        return scheduler
-
-    make.sent = sent
-    return make
 
 
 def scheduled(expression: str, timezone_name: str = "UTC", **fields) -> AIAgent:
@@ -317,7 +278,11 @@ def test_a_beat_stalled_past_the_window_skips_the_missed_slots(clock, make_sched
     clock.now = T0 + timedelta(minutes=13)
     scheduler.tick_agents()
     assert slots(agent) == [T0]
-    assert scheduler.agents.stats.runs_skipped == 1
+    # 12:05 and 12:10, each recorded in the ledger with why.
+    assert scheduler.agents.stats.runs_skipped == 2
+    missed = ScheduleSlot.objects.filter(agent=agent, outcome="MISSED").order_by("scheduled_for")
+    assert [row.scheduled_for for row in missed] == [T0 + timedelta(minutes=5 * n) for n in (1, 2)]
+    assert all("beyond the catch-up window of 120 s" in row.reason for row in missed)
     clock.now = T0 + timedelta(minutes=15)
     scheduler.tick_agents()
     assert slots(agent) == [T0, T0 + timedelta(minutes=15)]
@@ -332,11 +297,11 @@ def test_a_database_error_costs_a_tick_and_the_slot_fires_on_the_next(
     real = beat_module.dispatch_due_slots
     calls = []
 
-    def failing_once(due):
+    def failing_once(due, missed=None):
         calls.append(due)
         if len(calls) == 1:
             raise OperationalError("connection lost")
-        return real(due)
+        return real(due, missed)
 
     monkeypatch.setattr(beat_module, "dispatch_due_slots", failing_once)
     clock.now = T0 + timedelta(minutes=5)
