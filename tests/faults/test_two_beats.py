@@ -8,6 +8,7 @@ import pytest
 from django.db.models import Count
 from django.utils import timezone
 
+from scheduling.models import ScheduleSlot
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory
 from tests.processes import wait_until
@@ -37,3 +38,7 @@ def test_two_beats_record_each_slot_exactly_once(stack):
     assert len(per_slot) >= MINUTES
     assert all(row["n"] == 1 for row in per_slot), per_slot
     assert set(agent.sessions.values_list("status", flat=True)) == {"SUCCEEDED"}
+    # One ledger row per slot, each pointing at that slot's one session.
+    ledger = list(ScheduleSlot.objects.filter(agent=agent).values_list("scheduled_for", "outcome"))
+    assert sorted(ledger) == sorted((row["scheduled_for"], "RAN") for row in per_slot)
+    assert not ScheduleSlot.objects.filter(agent=agent, session=None).exists()
