@@ -125,8 +125,11 @@ def test_auth_is_a_jwt_bearer_token(spec):
             assert {"jwtAuth": []} in operation["security"], (path, method)
 
 
+LISTS = ("/api/agents", "/api/agents/{agent_id}/sessions")
+
+
 def test_lists_take_limit_and_offset(spec):
-    for path in ("/api/agents", "/api/agents/{agent_id}/sessions"):
+    for path in LISTS:
         parameters = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
         assert parameters["limit"]["schema"] == {
             "type": "integer",
@@ -138,7 +141,7 @@ def test_lists_take_limit_and_offset(spec):
 
 
 def test_offsets_go_up_to_a_billion(spec):
-    for path in ("/api/agents", "/api/agents/{agent_id}/sessions"):
+    for path in LISTS:
         parameters = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
         assert parameters["offset"]["schema"] == {
             "type": "integer",
@@ -329,6 +332,24 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
         api.patch(schedule, {"enabled": True, "priority": "HIGH"}, format="json"), template, "patch"
     )
     check(api.get(schedule), template, "get")
+    policies = {
+        "overlapPolicy": "CANCEL_OTHER",
+        "catchupPolicy": "ALL",
+        "catchupWindow": 600,
+        "jitterSeconds": 30,
+    }
+    check(api.patch(schedule, policies, format="json"), template, "patch")
+    snooze = {"pausedUntil": "2099-01-01T00:00:00Z", "pauseNote": "Holidays"}
+    assert check(api.patch(schedule, snooze, format="json"), template, "patch")["data"][
+        "pausedUntil"
+    ]
+    check(api.get(schedule), template, "get")  # paused, with a note and an end
+    check(api.patch(schedule, {"jitterSeconds": "30"}, format="json"), template, "patch")
+    check(
+        api.patch(schedule, {"enabled": True, "catchupWindow": None}, format="json"),
+        template,
+        "patch",
+    )
     check(api.get(f"{schedule}/status"), "/api/agents/{agent_id}/schedule/status", "get")
     check(api.get("/api/agents/scheduler/status"), "/api/agents/scheduler/status", "get")
 
@@ -391,6 +412,20 @@ def test_the_documented_bounds_are_the_bounds_enforced(api, user, no_broker):
     for cron, status in [(MINUTES_200, 200), (MINUTES_201, 400), ("", 400)]:
         response = api.post(schedule, {"cronExpression": cron}, format="json")
         assert response.status_code == status, (cron, response.content)
+    for body, status in [
+        ({"catchupWindow": 0}, 200),
+        ({"catchupWindow": 2_678_400}, 200),
+        ({"catchupWindow": 2_678_401}, 400),
+        ({"catchupWindow": -1}, 400),
+        ({"jitterSeconds": 0}, 200),
+        ({"jitterSeconds": 3600}, 200),
+        ({"jitterSeconds": 3601}, 400),
+        ({"jitterSeconds": -1}, 400),
+        ({"enabled": False, "pauseNote": "n" * 500}, 200),
+        ({"enabled": False, "pauseNote": "n" * 501}, 400),
+    ]:
+        response = api.patch(schedule, body, format="json")
+        assert response.status_code == status, (body, response.content)
 
 
 @pytest.mark.django_db

@@ -406,7 +406,14 @@ LINKED = schema.exclude(
 )
 
 # Valid values for what the schema cannot constrain, so that schedules are set.
-PLAUSIBLE = {"agentType": "demo", "cronExpression": "@daily", "timezone": "UTC"}
+PLAUSIBLE = {
+    "agentType": "demo",
+    "cronExpression": "@daily",
+    "timezone": "UTC",
+    # A note needs a paused schedule, and a snooze must end in the future.
+    "pauseNote": "",
+    "pausedUntil": "2099-01-01T00:00:00Z",
+}
 
 STATEFUL = settings(
     max_examples=12,

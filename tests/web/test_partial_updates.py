@@ -9,6 +9,7 @@ everything else stored about the agent and its beat entry must stay as it was.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +25,10 @@ from tests.factories import AgentFactory
 pytestmark = pytest.mark.django_db
 
 ENCODINGS = ["json", "form", "multipart"]
+
+SNOOZE_END = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
+# Fields that are sent to a paused schedule.
+PAUSED_FIRST = {"pauseNote"}
 
 # (URL name, the one field sent, what it stores, what else follows from it)
 PATCHES = [
@@ -44,7 +49,24 @@ PATCHES = [
         "agent-schedule",
         {"enabled": False},
         {"schedule_enabled": False, "task_enabled": False, "next_run_at": None},
-        set(),
+        {"paused_at"},
+    ),
+    ("agent-schedule", {"overlapPolicy": "SKIP"}, {"overlap_policy": "SKIP"}, set()),
+    ("agent-schedule", {"catchupPolicy": "ALL"}, {"catchup_policy": "ALL"}, set()),
+    ("agent-schedule", {"catchupWindow": 600}, {"catchup_window": 600}, set()),
+    ("agent-schedule", {"jitterSeconds": 30}, {"jitter_seconds": 30}, set()),
+    # Sent to a paused schedule (see PAUSED_FIRST): a note needs a pause.
+    ("agent-schedule", {"pauseNote": "Holidays"}, {"pause_note": "Holidays"}, set()),
+    (
+        "agent-schedule",
+        {"pausedUntil": SNOOZE_END.isoformat()},
+        {
+            "paused_until": SNOOZE_END,
+            "schedule_enabled": False,
+            "task_enabled": False,
+            "next_run_at": None,
+        },
+        {"paused_at"},
     ),
     ("agent-detail", {"name": "Renamed"}, {"name": "Renamed"}, set()),
     ("agent-detail", {"configuration": {"steps": 2}}, {"configuration": {"steps": 2}}, set()),
@@ -99,6 +121,8 @@ def test_every_patch_endpoint_is_tested():
 )
 def test_a_patch_changes_only_the_field_it_sends(api, agent, encoding, name, body, stores, follows):
     parameter = "pk" if name == "agent-detail" else "agent_id"
+    if PAUSED_FIRST & set(body):
+        set_schedule(agent, enabled=False)
     before = stored(agent)
 
     response = send_patch(api, reverse(name, kwargs={parameter: agent.pk}), body, encoding)

@@ -36,6 +36,12 @@ def test_posting_a_schedule_answers_the_contract_shape(api, agent):
         "scheduleTimezone",
         "priority",
         "nextRunAt",
+        "overlapPolicy",
+        "catchupPolicy",
+        "catchupWindow",
+        "jitterSeconds",
+        "pauseNote",
+        "pausedUntil",
         "warnings",
     }
     assert data["scheduleExpression"] == "0 9 * * *"
@@ -43,6 +49,9 @@ def test_posting_a_schedule_answers_the_contract_shape(api, agent):
     assert data["scheduleTimezone"] == "UTC"
     assert data["priority"] == "HIGH"
     assert data["nextRunAt"].endswith("T09:00:00Z")
+    assert (data["overlapPolicy"], data["catchupPolicy"]) == ("BUFFER_ONE", "LATEST")
+    assert (data["catchupWindow"], data["jitterSeconds"]) == (None, 0)
+    assert (data["pauseNote"], data["pausedUntil"]) == ("", None)
 
 
 def test_posting_a_schedule_writes_one_periodic_task_and_crontab(api, agent):

@@ -32,9 +32,10 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
-from agents.models import AIAgent, Priority
+from agents.models import AIAgent, CatchupPolicy, OverlapPolicy, Priority
 from agents.runners import registered_types
 from scheduling.cron import KNOWN_ZONES
+from scheduling.services import MAX_CATCHUP_WINDOW, MAX_JITTER_SECONDS
 from web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from web.api.serializers import AgentSerializer, PriorityField, SessionSerializer
 
@@ -132,6 +133,31 @@ class ScheduleSerializer(serializers.Serializer):
     schedule_timezone = serializers.CharField()
     priority = PriorityField()
     next_run_at = serializers.DateTimeField(allow_null=True, help_text="null while disabled.")
+    overlap_policy = serializers.ChoiceField(
+        choices=OverlapPolicy.choices,
+        help_text="What a slot does while the previous run is still queued or running.",
+    )
+    catchup_policy = serializers.ChoiceField(
+        choices=CatchupPolicy.choices, help_text="Which slots missed while no beat ran still run."
+    )
+    catchup_window = serializers.IntegerField(
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_CATCHUP_WINDOW,
+        help_text="Seconds a missed slot may be late and still run, as stored: null means the "
+        "server's SCHEDULER_CATCHUP_SECONDS.",
+    )
+    jitter_seconds = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_JITTER_SECONDS,
+        help_text="Each slot's run waits a delay in [0, jitter) seconds, fixed per slot.",
+    )
+    pause_note = serializers.CharField(
+        allow_blank=True, help_text="Why the schedule is paused; empty while enabled."
+    )
+    paused_until = serializers.DateTimeField(
+        allow_null=True, help_text="When a snoozed schedule resumes by itself; null otherwise."
+    )
     warnings = serializers.ListField(
         child=serializers.CharField(),
         help_text="Fire times in the next year that the zone's clock changes skip or repeat, "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -59,7 +60,15 @@ def _json_kind(value: Any) -> str:
         return "an array"
     if isinstance(value, dict):
         return "an object"
+    if isinstance(value, str):
+        return "text"
     return type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    """A sent value as an error message quotes it: short, whatever was sent."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 class StrictCharField(serializers.CharField):
@@ -100,6 +109,79 @@ class StrictBooleanField(serializers.BooleanField):
         if isinstance(data, bool):
             return data
         self.fail("invalid")
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """Only whole JSON numbers: "5", 5.0 or true are rejected rather than converted."""
+
+    default_error_messages = {"invalid": "Must be a whole number, not {kind}."}
+
+    def get_value(self, dictionary: Any) -> Any:
+        value = super().get_value(dictionary)
+        # A form can only send text: there, digits are the number. An empty
+        # value is refused like any other text, not read as "not sent".
+        if html.is_html_input(dictionary) and self.field_name in dictionary:
+            text = dictionary[self.field_name]
+            if text == "" and self.allow_null:
+                return None
+            if isinstance(text, str) and text.isascii() and text.isdigit():
+                return int(text)
+            return text
+        return value
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid", kind=_shown(data) if isinstance(data, float) else _json_kind(data))
+        return super().to_internal_value(data)
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    """One of the names exactly: no other spelling, and no number standing for one."""
+
+    default_error_messages = {"invalid_choice": "Must be one of {names}; got {value}."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or data not in self.choice_strings_to_values:
+            names = list(self.choice_strings_to_values)
+            self.fail(
+                "invalid_choice",
+                names=f"{', '.join(names[:-1])} or {names[-1]}",
+                value=_shown(data),
+            )
+        return self.choice_strings_to_values[data]
+
+
+def parse_aware_datetime(value: Any) -> datetime:
+    """An ISO 8601 time with its UTC offset; raises ValueError with a sentence otherwise."""
+    if not isinstance(value, str):
+        raise ValueError(f"Must be an ISO 8601 time as a string, not {_json_kind(value)}.")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{_shown(value)} is not an ISO 8601 time such as 2026-01-02T09:00:00Z."
+        ) from None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(
+            f"{_shown(value)} has no UTC offset: add one, such as Z or +01:00 "
+            "(in a URL, + is written %2B)."
+        )
+    try:
+        # Stored and compared in UTC: a time at the calendar's edge may have none.
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{_shown(value)} is out of range.") from None
+    return moment
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time that says its UTC offset; a time without one is refused, not guessed."""
+
+    def to_internal_value(self, data: Any) -> datetime:
+        try:
+            return parse_aware_datetime(data)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class AgentSerializer(serializers.ModelSerializer):

@@ -9,7 +9,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.models import AIAgent
+from agents.models import AIAgent, CatchupPolicy, OverlapPolicy
 from agents.services import scheduled_agents, visible_agents
 from scheduling import services
 from scheduling.cron import MAX_EXPRESSION_LENGTH, CronError, TimezoneError
@@ -24,7 +24,15 @@ from web.api.schema import (
     SchedulerStatusSerializer,
     ScheduleSerializer,
 )
-from web.api.serializers import PriorityField, StrictBooleanField, StrictCharField, TimezoneField
+from web.api.serializers import (
+    AwareDateTimeField,
+    PriorityField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictIntegerField,
+    TimezoneField,
+)
 from web.api.views.lookups import get_visible_agent
 
 
@@ -46,9 +54,54 @@ class ScheduleChangeSerializer(serializers.Serializer):
         required=False,
         help_text="IANA timezone the expression is read in, e.g. Europe/Berlin. Default UTC.",
     )
+    overlap_policy = StrictChoiceField(
+        choices=OverlapPolicy.choices,
+        required=False,
+        help_text="What a slot does while the agent's previous run is still queued or running: "
+        "SKIP drops it, BUFFER_ONE keeps at most one waiting, BUFFER_ALL queues every slot, "
+        "CANCEL_OTHER cancels the previous run. Default BUFFER_ONE.",
+    )
+    catchup_policy = StrictChoiceField(
+        choices=CatchupPolicy.choices,
+        required=False,
+        help_text="Which slots missed while no beat ran still run: LATEST the most recent, "
+        "ALL every one oldest first (at most 100), NONE none. Default LATEST.",
+    )
+    catchup_window = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=services.MAX_CATCHUP_WINDOW,
+        help_text="Seconds a missed slot may be late and still run; null: the server's "
+        "SCHEDULER_CATCHUP_SECONDS. Default null.",
+    )
+    jitter_seconds = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=services.MAX_JITTER_SECONDS,
+        help_text="Each slot's run waits a delay in [0, jitter) seconds, fixed per agent and "
+        "slot. Default 0.",
+    )
+    pause_note = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=services.MAX_PAUSE_NOTE,
+        help_text="Why the schedule is paused; only with a pause (enabled false or pausedUntil) "
+        "or on a paused schedule. Cleared on resume.",
+    )
+    paused_until = AwareDateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="Pause until this time (ISO 8601 with its offset, in the future), when the "
+        "schedule resumes by itself; null clears it and leaves the schedule paused.",
+    )
 
     class Meta:
         ref_name = "ScheduleChange"
+
+
+# The request fields whose set_schedule argument is named differently.
+SERVICE_ARGUMENTS = {"cron_expression": "expression", "timezone": "timezone_name"}
 
 
 def _schedule_summary(agent: AIAgent) -> dict[str, Any]:
@@ -60,6 +113,12 @@ def _schedule_summary(agent: AIAgent) -> dict[str, Any]:
         "schedule_timezone": agent.schedule_timezone,
         "priority": PriorityField().to_representation(agent.priority),
         "next_run_at": agent.next_run_at,
+        "overlap_policy": agent.overlap_policy,
+        "catchup_policy": agent.catchup_policy,
+        "catchup_window": agent.catchup_window,
+        "jitter_seconds": agent.jitter_seconds,
+        "pause_note": agent.pause_note,
+        "paused_until": agent.paused_until,
         "warnings": schedule_warnings(agent),
     }
 
@@ -80,15 +139,8 @@ def _change_schedule(agent: AIAgent, data: dict[str, Any], *, creating: bool) ->
     serializer = ScheduleChangeSerializer(data=data, partial=not creating)
     serializer.is_valid(raise_exception=True)
     values = serializer.validated_data
-    changes: dict[str, Any] = {}
-    if "cron_expression" in values:
-        changes["expression"] = values["cron_expression"]
-    if "timezone" in values:
-        changes["timezone_name"] = values["timezone"]
-    if "priority" in values:
-        changes["priority"] = values["priority"]
-    if "enabled" in values:
-        changes["enabled"] = values["enabled"]
+    # Only the fields sent reach the service: set_schedule leaves the rest alone.
+    changes = {SERVICE_ARGUMENTS.get(field, field): value for field, value in values.items()}
     try:
         return services.set_schedule(agent, **changes)
     except CronError as exc:
@@ -97,6 +149,8 @@ def _change_schedule(agent: AIAgent, data: dict[str, Any], *, creating: bool) ->
         raise ValidationError({"timezone": [str(exc)]}) from None
     except services.NoSchedule as exc:
         raise ValidationError({"cron_expression": [str(exc)]}) from None
+    except services.ScheduleFieldError as exc:
+        raise ValidationError({exc.field: [str(exc)]}) from None
 
 
 @extend_schema(tags=["schedules"], parameters=[AGENT_ID])
