@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from openapi_spec_validator import validate as validate_spec
 
 from scheduling import pacing, runs
+from scheduling.models import ScheduleSlot
+from scheduling.slots import insert_slots
 from tests.factories import PASSWORD, AgentFactory, SessionFactory
 
 PATHS = {
@@ -27,6 +30,7 @@ PATHS = {
     "/api/agents/scheduler/status",
     "/api/agents/{agent_id}/run",
     "/api/agents/{agent_id}/sessions",
+    "/api/agents/{agent_id}/slots",
     "/api/sessions/{session_id}",
     "/api/sessions/{session_id}/cancel",
 }
@@ -125,7 +129,7 @@ def test_auth_is_a_jwt_bearer_token(spec):
             assert {"jwtAuth": []} in operation["security"], (path, method)
 
 
-LISTS = ("/api/agents", "/api/agents/{agent_id}/sessions")
+LISTS = ("/api/agents", "/api/agents/{agent_id}/sessions", "/api/agents/{agent_id}/slots")
 
 
 def test_lists_take_limit_and_offset(spec):
@@ -351,6 +355,34 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
         "patch",
     )
     check(api.get(f"{schedule}/status"), "/api/agents/{agent_id}/schedule/status", "get")
+
+    slots = f"/api/agents/{agent_id}/slots"
+    slots_template = "/api/agents/{agent_id}/slots"
+    check(api.get(slots), slots_template, "get")  # none yet
+    queued_slot = SessionFactory(agent_id=agent_id, trigger="SCHEDULE")
+    insert_slots(
+        [
+            ScheduleSlot(
+                agent_id=agent_id,
+                scheduled_for=queued_slot.scheduled_for,
+                outcome="QUEUED",
+                session=queued_slot,
+                reason="Queued.",
+            ),
+            ScheduleSlot(
+                agent_id=agent_id,
+                scheduled_for=queued_slot.scheduled_for - timedelta(minutes=1),
+                outcome="SKIPPED",
+                reason="The previous run was still running.",
+            ),
+        ]
+    )
+    assert len(check(api.get(slots), slots_template, "get")["data"]["slots"]) == 2
+    check(api.get(f"{slots}?from=2026-01-01T00:00:00&limit=1"), slots_template, "get")
+    check(
+        api.get(f"{slots}?from=2026-01-01T00:00:00Z&to=2099-01-01T00:00:00Z"), slots_template, "get"
+    )
+
     check(api.get("/api/agents/scheduler/status"), "/api/agents/scheduler/status", "get")
 
     queued = check(api.post(f"/api/agents/{agent_id}/run"), "/api/agents/{agent_id}/run", "post")
@@ -383,7 +415,8 @@ def test_the_documented_bounds_are_the_bounds_enforced(api, user, no_broker):
     assert len(MINUTES_200) == 200 and len(MINUTES_201) == 201
     agent = AgentFactory(owner=user)
     sessions = f"/api/agents/{agent.pk}/sessions"
-    for path in ("/api/agents", sessions):
+    slots = f"/api/agents/{agent.pk}/slots"
+    for path in ("/api/agents", sessions, slots):
         for query, status in [
             ("limit=1", 200),
             ("limit=100", 200),

@@ -90,6 +90,7 @@ AGENT_ENDPOINTS = [
     ("get", "/api/agents/{agent}/schedule/status", None),
     ("post", "/api/agents/{agent}/run", None),
     ("get", "/api/agents/{agent}/sessions", None),
+    ("get", "/api/agents/{agent}/slots", None),
 ]
 SESSION_ENDPOINTS = [
     ("get", "/api/sessions/{finished}", None),
@@ -211,6 +212,7 @@ OWNER_ANSWERS = {
     ("get", "/api/agents/{agent}/schedule/status"): 200,
     ("post", "/api/agents/{agent}/run"): 202,
     ("get", "/api/agents/{agent}/sessions"): 200,
+    ("get", "/api/agents/{agent}/slots"): 200,
     ("get", "/api/sessions/{finished}"): 200,
     ("get", "/api/sessions/{queued}"): 200,
     ("post", "/api/sessions/{queued}/cancel"): 200,

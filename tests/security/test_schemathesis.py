@@ -383,6 +383,7 @@ OPERATIONS = {
     "GET /api/agents/scheduler/status",
     "POST /api/agents/{agent_id}/run",
     "GET /api/agents/{agent_id}/sessions",
+    "GET /api/agents/{agent_id}/slots",
     "GET /api/sessions/{session_id}",
     "POST /api/sessions/{session_id}/cancel",
 }

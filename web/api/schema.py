@@ -37,7 +37,7 @@ from agents.runners import registered_types
 from scheduling.cron import KNOWN_ZONES
 from scheduling.services import MAX_CATCHUP_WINDOW, MAX_JITTER_SECONDS
 from web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
-from web.api.serializers import AgentSerializer, PriorityField, SessionSerializer
+from web.api.serializers import AgentSerializer, PriorityField, SessionSerializer, SlotSerializer
 
 # --- envelopes --------------------------------------------------------------------
 
@@ -108,6 +108,29 @@ class SessionListSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "SessionList"
+
+
+class SlotPaginationSerializer(PaginationSerializer):
+    total = serializers.IntegerField(
+        help_text="How many slots there are in all, counted at most 10,000 past this page: "
+        "beyond that a lower bound (see totalIsExact), which still tells whether a next page "
+        "exists."
+    )
+    total_is_exact = serializers.BooleanField(
+        help_text="false when the ledger goes on more than 10,000 slots past this page."
+    )
+
+    class Meta:
+        ref_name = "SlotPagination"
+
+
+@extend_schema_serializer(many=False)
+class SlotListSerializer(serializers.Serializer):
+    slots = SlotSerializer(many=True, help_text="Newest first.")
+    pagination = SlotPaginationSerializer()
+
+    class Meta:
+        ref_name = "SlotList"
 
 
 class TaskDetailsSerializer(serializers.Serializer):
@@ -309,6 +332,21 @@ PAGE = [
         description=f"How many items to skip, at most {MAX_OFFSET:,}.",
     ),
 ]
+SLOT_RANGE = [
+    OpenApiParameter(
+        "from",
+        OpenApiTypes.DATETIME,
+        OpenApiParameter.QUERY,
+        description="Only slots at or after this time (ISO 8601 with its offset; in a URL, "
+        "+ is written %2B).",
+    ),
+    OpenApiParameter(
+        "to",
+        OpenApiTypes.DATETIME,
+        OpenApiParameter.QUERY,
+        description="Only slots before this time; must be later than `from`.",
+    ),
+]
 
 
 # --- the schema class and the path hook -------------------------------------------
@@ -332,6 +370,7 @@ AGENT_OPERATIONS = {
     "getAgentSchedulerStatus": "path.agent_id",
     "runAgent": "path.agent_id",
     "listSessions": "path.agent_id",
+    "listSlots": "path.agent_id",
 }
 SESSION_OPERATIONS = {"getSession": "path.session_id", "cancelSession": "path.session_id"}
 

@@ -14,6 +14,7 @@ from rest_framework_simplejwt import serializers as jwt_serializers
 from agents.models import AIAgent, ExecutionSession, Priority
 from agents.runners import ConfigurationError, UnknownAgentType, get_runner, registered_types
 from core.text import is_storable
+from scheduling.models import ScheduleSlot
 
 PRIORITY_NAMES = {choice.value: choice.name for choice in Priority}
 PRIORITY_VALUES = {name: value for value, name in PRIORITY_NAMES.items()}
@@ -291,6 +292,25 @@ class SessionSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+
+class SlotSerializer(serializers.Serializer):
+    """One row of the slot ledger, read as a dict of its columns."""
+
+    scheduled_for = serializers.DateTimeField(help_text="The slot: when the schedule was due.")
+    outcome = serializers.ChoiceField(
+        choices=ScheduleSlot.Outcome.choices,
+        help_text="QUEUED, RAN (its session started; the session says how it ended), SKIPPED "
+        "(overlap policy), CANCELLED (by CANCEL_OTHER or a user), MISSED (no beat ran and the "
+        "catch-up policy let it go) or BACKFILL.",
+    )
+    session_id = serializers.UUIDField(
+        allow_null=True, help_text="The run this slot queued; null if it queued none."
+    )
+    reason = serializers.CharField(help_text="Why the slot ended this way, in a sentence.")
+
+    class Meta:
+        ref_name = "Slot"
 
 
 class TokenObtainPairSerializer(jwt_serializers.TokenObtainPairSerializer):

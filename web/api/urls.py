@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import include, path, re_path
 from rest_framework.routers import SimpleRouter
 
-from web.api.views import schedules, sessions
+from web.api.views import schedules, sessions, slots
 from web.api.views.agents import AgentViewSet
 from web.api.views.auth import TokenRefresh, TokenView
 
@@ -31,6 +31,7 @@ urlpatterns = [
         rf"^{AGENT}/schedule/status/?$", schedules.agent_schedule_status, name="schedule-status"
     ),
     re_path(rf"^{AGENT}/schedule/?$", schedules.agent_schedule, name="agent-schedule"),
+    re_path(rf"^{AGENT}/slots/?$", slots.agent_slots, name="agent-slots"),
     re_path(rf"^{AGENT}/run/?$", sessions.run_agent, name="agent-run"),
     re_path(rf"^{AGENT}/sessions/?$", sessions.agent_sessions, name="agent-sessions"),
     re_path(rf"^{SESSION}/cancel/?$", sessions.cancel_session, name="session-cancel"),
