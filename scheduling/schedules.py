@@ -8,12 +8,20 @@ runs: showing a schedule must never fail.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
 
 from agents.models import AIAgent
-from scheduling.cron import CronError, describe, dst_warnings, next_runs, parse_cron
+from scheduling.cron import (
+    CronError,
+    describe,
+    dst_warnings,
+    next_runs,
+    parse_cron,
+    validate_timezone,
+)
 
 UPCOMING_RUNS = 5
 
@@ -54,3 +62,28 @@ def schedule_warnings(agent: AIAgent, *, after: datetime | None = None) -> list[
         return dst_warnings(cron, agent.schedule_timezone, after=after or timezone.now())
     except (CronError, ValueError):
         return []
+
+
+@dataclass(frozen=True)
+class SchedulePreview:
+    description: str
+    upcoming_runs: list[datetime]
+    warnings: list[str]
+
+
+def preview_schedule(
+    expression: object, timezone_name: object, *, after: datetime | None = None
+) -> SchedulePreview:
+    """A schedule no agent has yet, shown as an agent's would be once it is set.
+
+    Unlike the functions above it refuses what setting the schedule would
+    refuse, raising CronError or TimezoneError with the same sentences.
+    """
+    cron = parse_cron(expression)
+    zone = str(validate_timezone(timezone_name))
+    now = after or timezone.now()
+    return SchedulePreview(
+        description=describe(cron),
+        upcoming_runs=next_runs(cron, zone, after=now, count=UPCOMING_RUNS),
+        warnings=dst_warnings(cron, zone, after=now),
+    )

@@ -31,6 +31,7 @@ PATHS = {
     "/api/agents/{agent_id}/run",
     "/api/agents/{agent_id}/sessions",
     "/api/agents/{agent_id}/slots",
+    "/api/schedule/preview",
     "/api/sessions/{session_id}",
     "/api/sessions/{session_id}/cancel",
 }
@@ -383,6 +384,15 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
         api.get(f"{slots}?from=2026-01-01T00:00:00Z&to=2099-01-01T00:00:00Z"), slots_template, "get"
     )
 
+    preview = "/api/schedule/preview"
+    body = check(
+        api.get(preview, {"cronExpression": "30 2 * * *", "timezone": "Europe/Berlin"}),
+        preview,
+        "get",
+    )
+    assert body["data"]["warnings"]
+    check(api.get(preview, {"cronExpression": "0 9 * * *"}), preview, "get")
+    check(api.get(preview, {"cronExpression": "99 * * * *"}), preview, "get")
     check(api.get("/api/agents/scheduler/status"), "/api/agents/scheduler/status", "get")
 
     queued = check(api.post(f"/api/agents/{agent_id}/run"), "/api/agents/{agent_id}/run", "post")
@@ -445,6 +455,8 @@ def test_the_documented_bounds_are_the_bounds_enforced(api, user, no_broker):
     for cron, status in [(MINUTES_200, 200), (MINUTES_201, 400), ("", 400)]:
         response = api.post(schedule, {"cronExpression": cron}, format="json")
         assert response.status_code == status, (cron, response.content)
+        preview = api.get("/api/schedule/preview", {"cronExpression": cron})
+        assert preview.status_code == status, (cron, preview.content)
     for body, status in [
         ({"catchupWindow": 0}, 200),
         ({"catchupWindow": 2_678_400}, 200),

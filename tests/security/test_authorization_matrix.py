@@ -302,6 +302,7 @@ PROTECTED = [
     ("get", "/api/agents"),
     ("post", "/api/agents"),
     ("get", "/api/agents/scheduler/status"),
+    ("get", "/api/schedule/preview?cronExpression=@daily"),
     *[(method, path) for method, path, _ in AGENT_ENDPOINTS],
     *[(method, path) for method, path, _ in SESSION_ENDPOINTS],
 ]

@@ -34,7 +34,7 @@ from rest_framework import serializers
 
 from agents.models import AIAgent, CatchupPolicy, OverlapPolicy, Priority
 from agents.runners import registered_types
-from scheduling.cron import KNOWN_ZONES
+from scheduling.cron import KNOWN_ZONES, MAX_EXPRESSION_LENGTH
 from scheduling.services import MAX_CATCHUP_WINDOW, MAX_JITTER_SECONDS
 from web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from web.api.serializers import AgentSerializer, PriorityField, SessionSerializer, SlotSerializer
@@ -131,6 +131,23 @@ class SlotListSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "SlotList"
+
+
+class SchedulePreviewSerializer(serializers.Serializer):
+    description = serializers.CharField(
+        help_text='The schedule in plain English, e.g. "At 09:00 AM".'
+    )
+    upcoming_runs = serializers.ListField(
+        child=serializers.DateTimeField(), help_text="The next 5 run times, from now."
+    )
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Fire times in the next year that the zone's clock changes skip or repeat, "
+        "each saying what the DST policy does; empty without any.",
+    )
+
+    class Meta:
+        ref_name = "SchedulePreview"
 
 
 class TaskDetailsSerializer(serializers.Serializer):
@@ -345,6 +362,22 @@ SLOT_RANGE = [
         OpenApiTypes.DATETIME,
         OpenApiParameter.QUERY,
         description="Only slots before this time; must be later than `from`.",
+    ),
+]
+PREVIEW_PARAMETERS = [
+    OpenApiParameter(
+        "cronExpression",
+        {"type": "string", "minLength": 1, "maxLength": MAX_EXPRESSION_LENGTH},
+        OpenApiParameter.QUERY,
+        required=True,
+        description="The expression, as a schedule's cronExpression.",
+    ),
+    OpenApiParameter(
+        "timezone",
+        # The component the schedule bodies' timezone field defines.
+        {"$ref": "#/components/schemas/Timezone"},
+        OpenApiParameter.QUERY,
+        description="The IANA timezone it is read in. Default UTC.",
     ),
 ]
 
