@@ -152,6 +152,15 @@ def test_a_snooze_end_in_another_offset_is_the_same_instant(api, scheduled):
     assert scheduled.paused_until == moment
 
 
+def test_a_snooze_end_with_an_offset_the_database_would_refuse_is_stored_in_utc(api, scheduled):
+    moment = (timezone.now() + timedelta(days=2)).replace(microsecond=0)
+    sent = moment.astimezone(timezone.get_fixed_timezone(-(20 * 60 + 38))).isoformat()
+    response = api.patch(schedule_path(scheduled), {"pausedUntil": sent}, format="json")
+    assert response.status_code == 200, response.content
+    scheduled.refresh_from_db()
+    assert scheduled.paused_until == moment
+
+
 def test_a_null_snooze_end_clears_it_and_leaves_the_schedule_paused(api, scheduled):
     api.patch(schedule_path(scheduled), {"pausedUntil": future()}, format="json")
     data = api.patch(schedule_path(scheduled), {"pausedUntil": None}, format="json").json()["data"]

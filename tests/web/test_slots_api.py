@@ -120,6 +120,22 @@ def test_from_and_to_may_come_alone_and_in_any_offset(api, agent):
     assert times(api.get(slots_path(agent), {"to": berlin})) == made[2::-1]
 
 
+@pytest.mark.parametrize(("offset", "listed"), [("-20:38", 3), ("+23:59", 0)])
+def test_an_offset_beyond_what_the_database_takes_is_still_read(api, agent, offset, listed):
+    made = ledger(agent, 3)
+    # 08:59 at -20:38 is 05:37 UTC the next day, after every slot; at +23:59,
+    # 09:00 UTC the day before, before them all.
+    response = api.get(slots_path(agent), {"to": f"2026-03-01T08:59:00{offset}"})
+    assert response.status_code == 200, response.content
+    assert times(response) == made[::-1][3 - listed :]
+
+
+def test_a_time_with_no_utc_equivalent_is_a_400(api, agent):
+    response = api.get(slots_path(agent), {"to": "0001-01-01T00:00:00+01:00"})
+    assert response.status_code == 400
+    assert "out of range" in response.json()["details"]["to"][0]
+
+
 def test_limit_and_offset_page_through_the_ledger(api, agent):
     made = ledger(agent, 25)
     first = api.get(slots_path(agent), {"limit": 10})

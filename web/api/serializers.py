@@ -153,7 +153,7 @@ class StrictChoiceField(serializers.ChoiceField):
 
 
 def parse_aware_datetime(value: Any) -> datetime:
-    """An ISO 8601 time with its UTC offset; raises ValueError with a sentence otherwise."""
+    """An ISO 8601 time with its UTC offset, in UTC; raises ValueError with a sentence otherwise."""
     if not isinstance(value, str):
         raise ValueError(f"Must be an ISO 8601 time as a string, not {_json_kind(value)}.")
     try:
@@ -168,11 +168,12 @@ def parse_aware_datetime(value: Any) -> datetime:
             "(in a URL, + is written %2B)."
         )
     try:
-        # Stored and compared in UTC: a time at the calendar's edge may have none.
-        moment.astimezone(UTC)
+        # In UTC, as it is stored and compared. Python takes offsets up to a
+        # day, PostgreSQL only up to 16 hours; and a time at the calendar's
+        # edge may have no UTC equivalent at all.
+        return moment.astimezone(UTC)
     except OverflowError:
         raise ValueError(f"{_shown(value)} is out of range.") from None
-    return moment
 
 
 class AwareDateTimeField(serializers.DateTimeField):
