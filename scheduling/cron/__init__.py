@@ -83,7 +83,7 @@ from scheduling.cron.expressions import (
     parse_cron,
     validate_timezone,
 )
-from scheduling.cron.times import next_run, next_runs, previous_run
+from scheduling.cron.times import next_run, next_runs, previous_run, previous_runs
 
 __all__ = [
     "KNOWN_ZONES",
@@ -98,5 +98,6 @@ __all__ = [
     "next_runs",
     "parse_cron",
     "previous_run",
+    "previous_runs",
     "validate_timezone",
 ]

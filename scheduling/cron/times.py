@@ -52,6 +52,21 @@ def previous_run(
     return runs[-1] if runs else None
 
 
+def previous_runs(
+    expr: CronExpression, tz: str | ZoneInfo, *, at_or_before: datetime, count: int = 5
+) -> list[datetime]:
+    """The latest ``count`` run times at or before ``at_or_before``, as ascending aware UTC
+    datetimes (fewer if the schedule has fewer)."""
+    if count < 0:
+        raise ValueError(f"count must not be negative, got {count}.")
+    if count == 0:
+        return []
+    zone = _zone(tz)
+    limit = _as_utc(at_or_before, "at_or_before")
+    first_day = _shifted(limit.date(), 1)
+    return _scan(expr, zone, first_day, -1, lambda instant: instant <= limit, count)[-count:]
+
+
 # UTC offsets are strictly within +-24h, so an instant's local day is at most one day away from
 # its UTC day, and slots on local days more than two days apart can never swap order.
 _SETTLE_DAYS = 2

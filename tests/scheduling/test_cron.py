@@ -22,6 +22,7 @@ from scheduling.cron import (
     next_runs,
     parse_cron,
     previous_run,
+    previous_runs,
     validate_timezone,
 )
 
@@ -614,6 +615,29 @@ def test_it_finds_previous_runs_by_the_same_dst_policy() -> None:
 
 def test_it_finds_no_previous_run_before_the_start_of_the_calendar() -> None:
     assert previous_run(parse_cron("0 0 * * *"), "UTC", at_or_before=utc(1, 1, 1)) is None
+
+
+@pytest.mark.parametrize("expression", [normalized for _, normalized in VALID])
+def test_previous_runs_are_the_runs_walked_back_one_by_one(expression: str) -> None:
+    parsed = parse_cron(expression)
+    at = start = utc(2026, 1, 30, 22, 7, 30)
+    walked = []
+    for _ in range(12):
+        found = previous_run(parsed, NEW_YORK, at_or_before=at)
+        assert found is not None
+        walked.append(found)
+        at = found - timedelta(microseconds=1)
+    assert previous_runs(parsed, NEW_YORK, at_or_before=start, count=12) == walked[::-1]
+
+
+def test_previous_runs_stop_at_the_start_of_the_calendar() -> None:
+    parsed = parse_cron("0 0 * * *")
+    assert previous_runs(parsed, "UTC", at_or_before=utc(1, 1, 5), count=100) == [
+        utc(1, 1, day) for day in (3, 4, 5)
+    ]
+    assert previous_runs(parsed, "UTC", at_or_before=utc(2026, 1, 1), count=0) == []
+    with pytest.raises(ValueError, match="must not be negative"):
+        previous_runs(parsed, "UTC", at_or_before=utc(2026, 1, 1), count=-1)
 
 
 # --- descriptions ------------------------------------------------------------------------------
