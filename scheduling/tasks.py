@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from realtime.events import emit_scheduler_status
-from scheduling import admission, dispatch, executor
+from scheduling import admission, dispatch, executor, resume
 from scheduling.stats import camel_stats, scheduler_stats
 
 
@@ -44,7 +44,9 @@ def execute_run(self, session_id: str) -> str | None:
 
 @shared_task(name="scheduling.tick", ignore_result=True)
 def tick() -> list[str]:
-    """Beat's heartbeat task: reclaims lost runs and starts retries that are due."""
+    """Beat's heartbeat task: ends snoozes, reclaims lost runs and starts retries that are due."""
+    # One read of a partial index (agent_snoozed) when no snooze is due.
+    resume.end_snoozes()
     return admission.admit_waiting_runs()
 
 
