@@ -27,6 +27,8 @@ PATHS = {
     "/api/agents/{id}",
     "/api/agents/{agent_id}/schedule",
     "/api/agents/{agent_id}/schedule/status",
+    "/api/agents/{agent_id}/schedule/resume",
+    "/api/agents/{agent_id}/backfill",
     "/api/agents/scheduler/status",
     "/api/agents/{agent_id}/run",
     "/api/agents/{agent_id}/sessions",
@@ -199,7 +201,7 @@ def test_only_post_needs_a_cron_expression_and_put_is_documented_as_patch(spec):
 def test_links_lead_from_new_objects_to_every_operation_on_them(spec):
     by_id = {operation["operationId"]: (path, operation) for path, _, operation in operations(spec)}
     targets = {}
-    for source in ("createAgent", "runAgent"):
+    for source in ("createAgent", "runAgent", "setSchedule"):
         _, operation = by_id[source]
         (response,) = (r for code, r in operation["responses"].items() if code < "300")
         for name, link in response["links"].items():
@@ -393,6 +395,17 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
     assert body["data"]["warnings"]
     check(api.get(preview, {"cronExpression": "0 9 * * *"}), preview, "get")
     check(api.get(preview, {"cronExpression": "99 * * * *"}), preview, "get")
+    resume = "/api/agents/{agent_id}/schedule/resume"
+    check(api.patch(schedule, {"enabled": False}, format="json"), template, "patch")
+    preview = {"policy": "RUN_ALL", "dryRun": True}
+    check(api.post(f"{schedule}/resume", preview, format="json"), resume, "post")
+    check(api.post(f"{schedule}/resume", {"policy": "ALL"}, format="json"), resume, "post")
+    check(api.post(f"{schedule}/resume", {"policy": "RUN_LATEST"}, format="json"), resume, "post")
+    backfill = "/api/agents/{agent_id}/backfill"
+    day = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}
+    check(api.post(f"/api/agents/{agent_id}/backfill", day, format="json"), backfill, "post")
+    late = {**day, "end": "2999-01-01T00:00:00Z"}
+    check(api.post(f"/api/agents/{agent_id}/backfill", late, format="json"), backfill, "post")
     check(api.get("/api/agents/scheduler/status"), "/api/agents/scheduler/status", "get")
 
     queued = check(api.post(f"/api/agents/{agent_id}/run"), "/api/agents/{agent_id}/run", "post")

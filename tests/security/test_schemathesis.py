@@ -380,6 +380,8 @@ OPERATIONS = {
     "PATCH /api/agents/{agent_id}/schedule",
     "DELETE /api/agents/{agent_id}/schedule",
     "GET /api/agents/{agent_id}/schedule/status",
+    "POST /api/agents/{agent_id}/schedule/resume",
+    "POST /api/agents/{agent_id}/backfill",
     "GET /api/agents/scheduler/status",
     "POST /api/agents/{agent_id}/run",
     "GET /api/agents/{agent_id}/sessions",
@@ -421,6 +423,8 @@ PLAUSIBLE = {
     # A note needs a paused schedule, and a snooze must end in the future.
     "pauseNote": "",
     "pausedUntil": "2099-01-01T00:00:00Z",
+    "start": "2026-01-01T00:00:00Z",
+    "end": "2026-01-03T00:00:00Z",
 }
 
 STATEFUL = settings(

@@ -405,6 +405,7 @@ AGENT_OPERATIONS = {
     "listSessions": "path.agent_id",
     "listSlots": "path.agent_id",
 }
+SCHEDULED_AGENT_OPERATIONS = {"resumeSchedule": "path.agent_id", "backfillAgent": "path.agent_id"}
 SESSION_OPERATIONS = {"getSession": "path.session_id", "cancelSession": "path.session_id"}
 
 
@@ -418,6 +419,8 @@ def _links(operations: dict[str, str], id_at: str) -> dict[str, Any]:
 LINKS = {
     ("createAgent", "201"): _links(AGENT_OPERATIONS, "$response.body#/data/id"),
     ("runAgent", "202"): _links(SESSION_OPERATIONS, "$response.body#/data/sessionId"),
+    # Only a scheduled agent can be resumed or backfilled.
+    ("setSchedule", "200"): _links(SCHEDULED_AGENT_OPERATIONS, "$response.body#/data/id"),
 }
 
 RETRY_AFTER = {
@@ -514,3 +517,33 @@ def api_paths_without_trailing_slash(endpoints: list[tuple]) -> list[tuple]:
         seen.add((path, method))
         result.append((path, path_regex, method, callback))
     return result
+
+
+# --- resume and backfill ----------------------------------------------------------
+
+
+class ResumeResultSerializer(serializers.Serializer):
+    runs = serializers.ListField(
+        child=serializers.DateTimeField(),
+        help_text="The missed slots that run (with dryRun: would run), oldest first; RUN_ALL "
+        "runs the most recent 100 at most. Slots that already have a run are not listed.",
+    )
+    schedule_enabled = serializers.BooleanField(
+        help_text="false only after a dry run of a paused schedule."
+    )
+
+    class Meta:
+        ref_name = "ScheduleResumed"
+
+
+class BackfillResultSerializer(serializers.Serializer):
+    queued = serializers.IntegerField(help_text="Slots that got a BACKFILL run.")
+    skipped = serializers.IntegerField(
+        help_text="Slots left alone because they already had a run (without rerun)."
+    )
+    slots = serializers.ListField(
+        child=serializers.DateTimeField(), help_text="The slots queued, oldest first."
+    )
+
+    class Meta:
+        ref_name = "BackfillQueued"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import include, path, re_path
 from rest_framework.routers import SimpleRouter
 
-from web.api.views import preview, schedules, sessions, slots
+from web.api.views import preview, schedule_actions, schedules, sessions, slots
 from web.api.views.agents import AgentViewSet
 from web.api.views.auth import TokenRefresh, TokenView
 
@@ -30,9 +30,13 @@ urlpatterns = [
     re_path(
         rf"^{AGENT}/schedule/status/?$", schedules.agent_schedule_status, name="schedule-status"
     ),
+    re_path(
+        rf"^{AGENT}/schedule/resume/?$", schedule_actions.resume_schedule, name="schedule-resume"
+    ),
     re_path(rf"^{AGENT}/schedule/?$", schedules.agent_schedule, name="agent-schedule"),
     re_path(rf"^{AGENT}/slots/?$", slots.agent_slots, name="agent-slots"),
     re_path(r"^schedule/preview/?$", preview.schedule_preview, name="schedule-preview"),
+    re_path(rf"^{AGENT}/backfill/?$", schedule_actions.backfill_agent, name="agent-backfill"),
     re_path(rf"^{AGENT}/run/?$", sessions.run_agent, name="agent-run"),
     re_path(rf"^{AGENT}/sessions/?$", sessions.agent_sessions, name="agent-sessions"),
     re_path(rf"^{SESSION}/cancel/?$", sessions.cancel_session, name="session-cancel"),
