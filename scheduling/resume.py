@@ -35,8 +35,8 @@ class ResumePolicy(models.TextChoices):
 
 
 RUN_ALL_LIMIT = 100
-# Snoozes ended per tick; beat ticks every second, so a pile-up drains quickly
-# without one tick holding up the admission pass after it.
+# Snoozes ended per tick (every SCHEDULER_CHECK_INTERVAL): a pile-up drains
+# over a few ticks without one tick holding up the admission pass after it.
 SNOOZE_BATCH = 100
 
 
