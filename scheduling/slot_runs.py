@@ -98,6 +98,7 @@ def slot_states(agent_id: uuid.UUID, moments: Sequence[datetime]) -> dict[dateti
             top_rerun[scheduled_for] = rerun
         ran.update(
             sessions.exclude(status=Status.CANCELLED, started_at__isnull=True)
+            .order_by()
             .values_list("scheduled_for", flat=True)
             .distinct()
         )
