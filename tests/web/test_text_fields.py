@@ -32,6 +32,8 @@ VALID_BODIES = {
     "replaceAgent": lambda user: {"name": "Writer"},
     "setSchedule": lambda user: {"cronExpression": "@daily"},
     "changeSchedule": lambda user: {"priority": "HIGH"},
+    "resumeSchedule": lambda user: {"policy": "RUN_ALL"},
+    "backfillAgent": lambda user: {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"},
 }
 
 
