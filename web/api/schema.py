@@ -421,6 +421,7 @@ LINKS = {
     ("runAgent", "202"): _links(SESSION_OPERATIONS, "$response.body#/data/sessionId"),
     # Only a scheduled agent can be resumed or backfilled.
     ("setSchedule", "200"): _links(SCHEDULED_AGENT_OPERATIONS, "$response.body#/data/id"),
+    ("changeSchedule", "200"): _links(SCHEDULED_AGENT_OPERATIONS, "$response.body#/data/id"),
 }
 
 RETRY_AFTER = {
