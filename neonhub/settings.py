@@ -78,6 +78,39 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def parse_limits(name: str, value: str, known: set[str]) -> dict[str, int]:
+    """``"webhook=2,python=1"`` as ``{"webhook": 2, "python": 1}``; every key one of ``known``.
+
+    Strict, since a limit that does not parse or names no agent type would
+    otherwise be silently no limit at all.
+    """
+    limits: dict[str, int] = {}
+    for entry in value.split(","):
+        key, equals, number = (part.strip() for part in entry.partition("="))
+        if not key or not equals or not number:
+            raise ImproperlyConfigured(
+                f"{name} entries must be TYPE=N separated by commas, got {entry.strip()!r} "
+                f"in {value!r}"
+            )
+        if key not in known:
+            raise ImproperlyConfigured(
+                f"{name} names {key!r}, which is not a registered agent type "
+                f"(registered: {', '.join(sorted(known))}; AGENT_EXTRA_RUNNERS adds more)"
+            )
+        if key in limits:
+            raise ImproperlyConfigured(f"{name} names {key!r} twice")
+        try:
+            limit = int(number)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} limit for {key!r} must be an integer, got {number!r}"
+            ) from None
+        if limit < 1:
+            raise ImproperlyConfigured(f"{name} limit for {key!r} must be at least 1, got {limit}")
+        limits[key] = limit
+    return limits
+
+
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = env_str("SECRET_KEY")
@@ -262,6 +295,8 @@ def channel_layer_prefix(redis_url: str) -> str:
 
 
 SCHEDULER_MAX_CONCURRENT = env_int("SCHEDULER_MAX_CONCURRENT", 5, minimum=1)
+# Running sessions one user may have at once, across all workers; 0: only the global cap.
+SCHEDULER_MAX_CONCURRENT_PER_USER = env_int("SCHEDULER_MAX_CONCURRENT_PER_USER", 0, minimum=0)
 SCHEDULER_MAX_RETRIES = env_int("SCHEDULER_MAX_RETRIES", 3, minimum=0)
 SCHEDULER_BACKOFF_BASE = env_int("SCHEDULER_BACKOFF_BASE", 1000, minimum=0)  # ms
 SCHEDULER_BACKOFF_MAX = env_int("SCHEDULER_BACKOFF_MAX", 300_000, minimum=0)  # ms
@@ -379,6 +414,13 @@ for _entry in env_list("AGENT_EXTRA_RUNNERS", []):
     if not _type or not _path:
         raise ImproperlyConfigured(f"AGENT_EXTRA_RUNNERS entry {_entry!r} must be TYPE=dotted.path")
     AGENT_RUNNERS[_type.strip()] = _path.strip()
+
+# Running sessions per agent type across all workers, "TYPE=N,..."; read
+# here, once the types are known, so a misspelt type stops the process.
+_type_limits = env_str("SCHEDULER_TYPE_LIMITS")
+SCHEDULER_TYPE_LIMITS = (
+    parse_limits("SCHEDULER_TYPE_LIMITS", _type_limits, set(AGENT_RUNNERS)) if _type_limits else {}
+)
 
 AGENT_WEBHOOK_ALLOWED_HOSTS = env_list("AGENT_WEBHOOK_ALLOWED_HOSTS", [])
 AGENT_PYTHON_CALLABLES = env_list("AGENT_PYTHON_CALLABLES", [])

@@ -51,6 +51,11 @@ def child_env(**overrides: str) -> dict[str, str]:
             "SECRET_KEY": settings.SECRET_KEY,
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SCHEDULER_MAX_CONCURRENT": str(settings.SCHEDULER_MAX_CONCURRENT),
+            "SCHEDULER_MAX_CONCURRENT_PER_USER": str(settings.SCHEDULER_MAX_CONCURRENT_PER_USER),
+            "SCHEDULER_TYPE_LIMITS": ",".join(
+                f"{agent_type}={limit}"
+                for agent_type, limit in settings.SCHEDULER_TYPE_LIMITS.items()
+            ),
             "SCHEDULER_MAX_RETRIES": str(settings.SCHEDULER_MAX_RETRIES),
             "SCHEDULER_BACKOFF_BASE": str(settings.SCHEDULER_BACKOFF_BASE),
             "SCHEDULER_BACKOFF_MAX": str(settings.SCHEDULER_BACKOFF_MAX),
