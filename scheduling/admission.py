@@ -4,11 +4,12 @@ One pass at a time (an advisory lock on PostgreSQL, SQLite's write lock),
 highest priority first; each run is claimed with a conditional update and a
 lease, and only claimed runs become broker messages.
 
-Within a priority, runs of one owner go oldest first. When several owners'
-runs wait at the same priority they take turns: the owner with the fewest
-running sessions first, then the one served least recently (their agents'
-``last_run_at``), then the one whose oldest run has waited longest. Running
-sessions also count against ``SCHEDULER_MAX_CONCURRENT_PER_USER`` and
+Within a priority, one owner's runs go oldest first. When several owners'
+runs wait at the same priority they take turns, one run each: round the
+owners in id order, on from the owner served last at that priority (a note in
+Redis; without it, from the owner of the run that has waited longest), and of
+the next few owners in the round the one with the fewest runs going first.
+Running sessions also count against ``SCHEDULER_MAX_CONCURRENT_PER_USER`` and
 ``SCHEDULER_TYPE_LIMITS``; a run whose owner or agent type is at its cap is
 passed over and the runs behind it may go. Every cap counts ``RUNNING``
 sessions, so a lost run's slot comes back when its lease is reclaimed.
@@ -16,25 +17,31 @@ sessions, so a lost run's slot comes back when its lease is reclaimed.
 The pass runs after every finished run, with thousands of runs waiting, so it
 reads little: the head of the waiting runs in index order, as many as the free
 slots need and a margin; only at a priority where more than one owner waits
-does it list those owners (a skip scan of the ``session_waiting_by_owner``
-index, one probe per owner) and read each one's runs as its turn comes.
+does it read the next owners of the round (a skip scan of the
+``session_waiting_by_owner`` index, one probe per owner, as many owners as
+the free slots and a margin) and each one's runs as its turn comes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import uuid
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from redis.exceptions import RedisError
 
-from agents.models import AIAgent, ExecutionSession
+from agents.models import ExecutionSession
+from core.redis import fast_redis
 from scheduling import pacing, runs
 
 Status = ExecutionSession.Status
@@ -45,6 +52,11 @@ EXECUTE_RUN_TASK = "scheduling.execute_run"
 # A read that ran out of runs it could start before the slots were filled is
 # repeated (what stopped its runs is then excluded) at most this often.
 MAX_REREADS = 3
+# Where the turns stand is a hint: lost, the round starts again from the
+# owner of the oldest run. A day without a pass that takes turns forgets it.
+TURNS_TTL_SECONDS = 86_400
+# Owners served in this pass go behind every owner not served yet.
+_SERVED = 1 << 62
 
 
 def _lock_admission() -> None:
@@ -92,8 +104,7 @@ class _Turn:
     """One owner's place in the turns at a priority, and the runs read for them."""
 
     owner_id: Any
-    served: tuple
-    oldest: Any
+    position: int
     rows: deque[_Waiting] = field(default_factory=deque)
     complete: bool = False
     reads: int = 0
@@ -107,11 +118,12 @@ class _Pass:
         self.per_user = settings.SCHEDULER_MAX_CONCURRENT_PER_USER
         self.type_limits: dict[str, int] = settings.SCHEDULER_TYPE_LIMITS
         holding = ("agent_id", "owner_id", "agent__agent_type")
-        running = list(ExecutionSession.objects.filter(status=Status.RUNNING).values_list(*holding))
+        sessions = ExecutionSession.objects.order_by()
+        running = list(sessions.filter(status=Status.RUNNING).values_list(*holding))
         # Cancelled runs whose runner has not stopped yet still hold their slots.
-        running += ExecutionSession.objects.filter(
-            status=Status.CANCELLED, lease_expires_at__gt=now
-        ).values_list(*holding)
+        running += sessions.filter(status=Status.CANCELLED, lease_expires_at__gt=now).values_list(
+            *holding
+        )
         self.busy_agents: set[uuid.UUID] = set()
         self.by_owner: Counter = Counter()
         self.by_type: Counter = Counter()
@@ -121,7 +133,6 @@ class _Pass:
             self.by_type[agent_type] += 1
         self.free = settings.SCHEDULER_MAX_CONCURRENT - len(running)
         self.admitted: list[tuple[str, int]] = []
-        self.turns_taken = 0
 
     # --- caps -----------------------------------------------------------------------
 
@@ -196,7 +207,7 @@ class _Pass:
             rows = [row for row in head if row.priority == level]
             # The head holds every run of this priority that could start.
             complete = not head_full or head[-1].priority < level
-            if _several_owners_wait(level):
+            if len({row.owner_id for row in rows}) > 1 or _several_owners_wait(level):
                 self.take_turns(level, rows, complete)
             else:
                 self.take_in_order(level, rows, complete)
@@ -231,32 +242,30 @@ class _Pass:
             complete = len(rows) < limit
 
     def take_turns(self, level: int, head_rows: list[_Waiting], complete: bool) -> None:
-        """Several owners wait at this priority: one run each in turn, as the order says."""
-        turns = [
-            _Turn(owner_id=owner_id, served=served, oldest=oldest, complete=complete)
-            for owner_id, served, oldest in _owners_waiting(level)
-            if not self.owner_is_full(owner_id)
-        ]
-        by_owner = {turn.owner_id: turn for turn in turns}
-        for seen in head_rows:
-            if seen.owner_id in by_owner:
-                by_owner[seen.owner_id].rows.append(seen)
-        queue = [(self.turn_order(turn), index, turn) for index, turn in enumerate(turns)]
-        heapq.heapify(queue)
-        while queue and self.free > 0:
-            _, index, turn = heapq.heappop(queue)
+        """Several owners wait at this priority: one run each in turn (see the module)."""
+        size = self.free + 10
+        last = _last_served(level)
+        if last is not None:
+            rotation = _rotation(level, after=last, batch=size)
+        else:
+            rotation = _rotation(
+                level, start=head_rows[0].owner_id if head_rows else None, batch=size
+            )
+        seen: dict[Any, list[_Waiting]] = {}
+        for seen_row in head_rows:
+            seen.setdefault(seen_row.owner_id, []).append(seen_row)
+        window = _Window(self, rotation, seen, complete, size)
+        served = None
+        while self.free > 0 and (turn := window.pop()) is not None:
             row = self.next_run_of(turn, level)
             if row is None:
                 continue
             if self.claim(row):
-                self.turns_taken += 1
-                # Served now: behind everyone this pass has not served yet.
-                turn.served = (2, self.turns_taken)
-            if not self.owner_is_full(turn.owner_id):
-                heapq.heappush(queue, (self.turn_order(turn), index, turn))
-
-    def turn_order(self, turn: _Turn) -> tuple:
-        return (self.by_owner[turn.owner_id], turn.served, turn.oldest)
+                served = turn.owner_id
+                window.served(turn)
+            window.push(turn)
+        if served is not None:
+            _remember_served(level, served)
 
     def next_run_of(self, turn: _Turn, level: int) -> _Waiting | None:
         while True:
@@ -278,6 +287,86 @@ class _Pass:
             turn.complete = len(rows) < limit
 
 
+class _Window:
+    """The next few owners of the round, the one with the fewest runs going first.
+
+    Drawn from the rotation as owners drop out (no run left that could
+    start, or their cap reached), so the pass reads only as many owners as
+    it needs.
+    """
+
+    def __init__(
+        self,
+        admission: _Pass,
+        rotation: Iterator[Any],
+        seen: dict[Any, list[_Waiting]],
+        complete: bool,
+        size: int,
+    ) -> None:
+        self.admission = admission
+        self.rotation = rotation
+        self.seen = seen
+        self.complete = complete
+        self.size = size
+        self.drawn = 0
+        self.served_count = 0
+        self.queue: list[tuple[int, int, _Turn]] = []
+
+    def pop(self) -> _Turn | None:
+        self.top_up()
+        return heapq.heappop(self.queue)[2] if self.queue else None
+
+    def push(self, turn: _Turn) -> None:
+        if not self.admission.owner_is_full(turn.owner_id):
+            heapq.heappush(
+                self.queue, (self.admission.by_owner[turn.owner_id], turn.position, turn)
+            )
+
+    def served(self, turn: _Turn) -> None:
+        # Behind every owner not served in this pass yet.
+        self.served_count += 1
+        turn.position = _SERVED + self.served_count
+
+    def top_up(self) -> None:
+        while len(self.queue) < self.size:
+            owner_id = next(self.rotation, _DONE)
+            if owner_id is _DONE:
+                return
+            self.drawn += 1
+            turn = _Turn(owner_id, self.drawn, complete=self.complete)
+            turn.rows.extend(self.seen.get(owner_id, ()))
+            self.push(turn)
+
+
+_DONE = object()
+
+
+def _turns_key() -> str:
+    # Per queue, as pacing's flags are: stacks sharing a Redis database
+    # (test runs) have their own workers and their own database.
+    return f"neonhub:admission-turns:{current_app.conf.task_default_queue}"
+
+
+def _last_served(level: int) -> Any:
+    """The owner served last at this priority by a pass that took turns, if known."""
+    try:
+        value = fast_redis().hget(_turns_key(), str(level))
+    except RedisError:
+        return None
+    if value is None:
+        return None
+    owner = ExecutionSession._meta.get_field("owner")
+    return owner.target_field.to_python(value.decode() if isinstance(value, bytes) else value)
+
+
+def _remember_served(level: int, owner_id: Any) -> None:
+    with contextlib.suppress(RedisError):
+        pipe = fast_redis().pipeline()
+        pipe.hset(_turns_key(), str(level), str(owner_id))
+        pipe.expire(_turns_key(), TURNS_TTL_SECONDS)
+        pipe.execute()
+
+
 def _several_owners_wait(level: int) -> bool:
     """Whether runs of more than one owner wait at this priority: at most three index probes."""
     waiting = ExecutionSession.objects.filter(status=Status.QUEUED, priority=level)
@@ -295,54 +384,76 @@ def _several_owners_wait(level: int) -> bool:
     )
 
 
-def _owners_waiting(level: int) -> list[tuple[Any, tuple, Any]]:
-    """Each owner with runs waiting at this priority: (owner, when last served, oldest run).
+def _rotation(level: int, *, after: Any = None, start: Any = None, batch: int) -> Iterator[Any]:
+    """The owners with runs waiting at this priority, in id order from just
+    above ``after`` (or from ``start`` itself), round to the lowest and up to
+    where it began; then None if ownerless runs wait too.
 
-    The owners come from a skip scan of ``session_waiting_by_owner`` (each
-    step the next owner above the last, one index probe), so the cost grows
-    with the owners, not with their runs. The times are compared only with
-    each other, as the database returns them (SQLite gives text).
+    Read lazily, ``batch`` owners at a time, so a pass that fills its slots
+    from the first few owners reads no more of them.
+    """
+    bound = after if after is not None else start
+    # Up from the start point...
+    low, inclusive = bound, after is None
+    while True:
+        owners = _owners_from(level, low, inclusive=inclusive, limit=batch)
+        yield from owners
+        if len(owners) < batch:
+            break
+        low, inclusive = owners[-1], False
+    # ...then round from the lowest, stopping where the round began.
+    if bound is not None:
+        low, inclusive = None, True
+        while True:
+            owners = _owners_from(level, low, inclusive=inclusive, limit=batch)
+            for owner_id in owners:
+                if owner_id > bound or (owner_id == bound and after is None):
+                    break
+                yield owner_id
+            else:
+                if len(owners) == batch:
+                    low, inclusive = owners[-1], False
+                    continue
+            break
+    if ExecutionSession.objects.filter(
+        status=Status.QUEUED, priority=level, owner_id__isnull=True
+    ).exists():
+        yield None
+
+
+def _owners_from(level: int, low: Any, *, inclusive: bool, limit: int) -> list[Any]:
+    """Up to ``limit`` owners with runs waiting at this priority, in id order from ``low``.
+
+    A skip scan of ``session_waiting_by_owner``: each step is one index
+    probe for the next owner above the last, so the cost grows with the
+    owners read, not with their runs.
     """
     sessions = ExecutionSession._meta.db_table
-    agents = AIAgent._meta.db_table
     # The status as a literal: PostgreSQL uses a partial index only for a
     # query whose condition it can see implies the index's.
     queued = f"w.status = '{Status.QUEUED.value}' AND w.priority = %s"
+    if low is None:
+        first, params = "w.owner_id IS NOT NULL", [level]
+    else:
+        first, params = f"w.owner_id {'>=' if inclusive else '>'} %s", [level, low]
     sql = f"""
-        WITH RECURSIVE owners(owner_id) AS (
+        WITH RECURSIVE owners(owner_id, step) AS (
             SELECT (
                 SELECT w.owner_id FROM {sessions} w
-                WHERE {queued} AND w.owner_id IS NOT NULL ORDER BY w.owner_id LIMIT 1
-            )
+                WHERE {queued} AND {first} ORDER BY w.owner_id LIMIT 1
+            ), 1
             UNION ALL
             SELECT (
                 SELECT w.owner_id FROM {sessions} w
                 WHERE {queued} AND w.owner_id > owners.owner_id ORDER BY w.owner_id LIMIT 1
-            )
-            FROM owners WHERE owners.owner_id IS NOT NULL
+            ), owners.step + 1
+            FROM owners WHERE owners.owner_id IS NOT NULL AND owners.step < %s
         )
-        SELECT owners.owner_id,
-            (SELECT MAX(a.last_run_at) FROM {agents} a WHERE a.owner_id = owners.owner_id),
-            (
-                SELECT w.created_at FROM {sessions} w
-                WHERE {queued} AND w.owner_id = owners.owner_id ORDER BY w.created_at LIMIT 1
-            )
-        FROM owners WHERE owners.owner_id IS NOT NULL
-        UNION ALL
-        SELECT NULL, NULL, (
-            SELECT w.created_at FROM {sessions} w
-            WHERE {queued} AND w.owner_id IS NULL ORDER BY w.created_at LIMIT 1
-        )
+        SELECT owner_id FROM owners WHERE owner_id IS NOT NULL
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [level] * 4)
-        rows = cursor.fetchall()
-    return [
-        # Never served goes before served at any time.
-        (owner_id, (0,) if served is None else (1, served), oldest)
-        for owner_id, served, oldest in rows
-        if oldest is not None
-    ]
+        cursor.execute(sql, [*params, level, limit])
+        return [owner_id for (owner_id,) in cursor.fetchall()]
 
 
 def _announce_admitted(admitted: list[tuple[str, int]]) -> None:

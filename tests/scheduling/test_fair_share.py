@@ -9,8 +9,10 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from agents.models import ExecutionSession, Priority
+from core.redis import get_redis
 from neonhub.settings import parse_limits
 from scheduling import admission, pacing, runs
 from scheduling.stats import scheduler_stats
@@ -29,6 +31,14 @@ def no_broker(monkeypatch):
     monkeypatch.setattr(admission, "_send_executions", lambda admitted: None)
     monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
     monkeypatch.setattr(pacing, "request_status_broadcast", lambda: None)
+
+
+@pytest.fixture(autouse=True)
+def no_turns_yet():
+    """Where the turns stand is kept in Redis; every test starts a new round."""
+    get_redis().delete(admission._turns_key())
+    yield
+    get_redis().delete(admission._turns_key())
 
 
 def queue(owner, *, agent_type: str = "demo", agent=None, **fields) -> ExecutionSession:
@@ -90,14 +100,57 @@ def test_one_users_many_runs_cannot_starve_anothers_one(settings):
     assert admission.admit_waiting_runs() == [str(latecomer.pk)]
 
 
-def test_the_owner_served_least_recently_goes_first(settings):
+def test_the_round_goes_on_from_the_owner_served_last(settings):
+    settings.SCHEDULER_MAX_CONCURRENT = 1
+    alice, bob, carol = UserFactory(), UserFactory(), UserFactory()
+    for owner in (carol, alice, bob) * 2:
+        queue(owner)
+    started = []
+    while admitted := admission.admit_waiting_runs():
+        started += owners_of(admitted)
+        run_to_end(admitted[0])
+    # From the owner of the oldest run, then round the owners in id order.
+    assert started == [carol.pk, alice.pk, bob.pk] * 2
+
+
+def test_the_round_takes_in_more_owners_than_one_read_holds(settings):
+    settings.SCHEDULER_MAX_CONCURRENT = 1
+    owners = [UserFactory() for _ in range(15)]
+    for owner in owners * 2:
+        queue(owner)
+    started = []
+    while admitted := admission.admit_waiting_runs():
+        started += owners_of(admitted)
+        run_to_end(admitted[0])
+    assert started == [owner.pk for owner in owners] * 2
+
+
+@pytest.mark.parametrize("runnable", [0, 12, 24])
+def test_the_round_reads_on_past_owners_with_nothing_to_start(settings, runnable):
+    owners = [UserFactory() for _ in range(25)]
+    settings.SCHEDULER_MAX_CONCURRENT = len(owners)
+    for index, owner in enumerate(owners):
+        if index == runnable:
+            wanted = queue(owner)
+        else:
+            # Its one agent is running: its waiting run cannot start.
+            queue(owner, agent=running(owner).agent)
+    # The round starts after the runnable run's owner and comes to them last.
+    admission._remember_served(Priority.NORMAL, owners[runnable].pk)
+    assert admission.admit_waiting_runs() == [str(wanted.pk)]
+
+
+def test_without_the_note_of_turns_the_oldest_runs_owner_goes_first(settings, monkeypatch):
     settings.SCHEDULER_MAX_CONCURRENT = 1
     alice, bob = UserFactory(), UserFactory()
-    recently = AgentFactory(owner=alice, last_run_at=timezone.now() - timedelta(minutes=1))
-    AgentFactory(owner=bob, last_run_at=timezone.now() - timedelta(hours=1))
-    queue(alice, agent=recently)
-    later = queue(bob)
-    assert admission.admit_waiting_runs() == [str(later.pk)]
+    oldest = queue(bob)
+    queue(alice)
+
+    def unreachable():
+        raise RedisError("down")
+
+    monkeypatch.setattr(admission, "fast_redis", unreachable)
+    assert admission.admit_waiting_runs() == [str(oldest.pk)]
 
 
 def test_the_owner_with_fewer_runs_going_goes_first(settings):
