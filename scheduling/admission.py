@@ -368,20 +368,30 @@ def _remember_served(level: int, owner_id: Any) -> None:
 
 
 def _several_owners_wait(level: int) -> bool:
-    """Whether runs of more than one owner wait at this priority: at most three index probes."""
-    waiting = ExecutionSession.objects.filter(status=Status.QUEUED, priority=level)
-    lowest = (
-        waiting.filter(owner_id__isnull=False)
-        .order_by("owner_id")
-        .values_list("owner_id", flat=True)
-        .first()
-    )
-    if lowest is None:
-        return False
-    return (
-        waiting.filter(owner_id__gt=lowest).exists()
-        or waiting.filter(owner_id__isnull=True).exists()
-    )
+    """Whether runs of more than one owner wait at this priority: one statement, three
+    index probes (the lowest and highest owner, and any run without one)."""
+    sessions = ExecutionSession._meta.db_table
+    queued = _queued_at_level("w")
+    # ORDER BY ... LIMIT 1 rather than MIN or EXISTS: both databases then
+    # walk the index and stop at its first entry.
+    sql = f"""
+        SELECT
+            (SELECT w.owner_id FROM {sessions} w WHERE {queued} AND w.owner_id IS NOT NULL
+             ORDER BY w.owner_id LIMIT 1),
+            (SELECT w.owner_id FROM {sessions} w WHERE {queued} AND w.owner_id IS NOT NULL
+             ORDER BY w.owner_id DESC LIMIT 1),
+            (SELECT 1 FROM {sessions} w WHERE {queued} AND w.owner_id IS NULL LIMIT 1)
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [level] * 3)
+        lowest, highest, ownerless = cursor.fetchone()
+    return lowest != highest or (lowest is not None and ownerless is not None)
+
+
+def _queued_at_level(alias: str) -> str:
+    # The status as a literal: PostgreSQL uses a partial index only for a
+    # query whose condition it can see implies the index's.
+    return f"{alias}.status = '{Status.QUEUED.value}' AND {alias}.priority = %s"
 
 
 def _rotation(level: int, *, after: Any = None, start: Any = None, batch: int) -> Iterator[Any]:
@@ -429,9 +439,7 @@ def _owners_from(level: int, low: Any, *, inclusive: bool, limit: int) -> list[A
     owners read, not with their runs.
     """
     sessions = ExecutionSession._meta.db_table
-    # The status as a literal: PostgreSQL uses a partial index only for a
-    # query whose condition it can see implies the index's.
-    queued = f"w.status = '{Status.QUEUED.value}' AND w.priority = %s"
+    queued = _queued_at_level("w")
     if low is None:
         first, params = "w.owner_id IS NOT NULL", [level]
     else:
