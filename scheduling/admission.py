@@ -341,16 +341,16 @@ class _Window:
 _DONE = object()
 
 
-def _turns_key() -> str:
+def _turns_key(level: int) -> str:
     # Per queue, as pacing's flags are: stacks sharing a Redis database
     # (test runs) have their own workers and their own database.
-    return f"neonhub:admission-turns:{current_app.conf.task_default_queue}"
+    return f"neonhub:admission-turns:{current_app.conf.task_default_queue}:{level}"
 
 
 def _last_served(level: int) -> Any:
     """The owner served last at this priority by a pass that took turns, if known."""
     try:
-        value = fast_redis().hget(_turns_key(), str(level))
+        value = fast_redis().get(_turns_key(level))
     except RedisError:
         return None
     if value is None:
@@ -361,10 +361,7 @@ def _last_served(level: int) -> Any:
 
 def _remember_served(level: int, owner_id: Any) -> None:
     with contextlib.suppress(RedisError):
-        pipe = fast_redis().pipeline()
-        pipe.hset(_turns_key(), str(level), str(owner_id))
-        pipe.expire(_turns_key(), TURNS_TTL_SECONDS)
-        pipe.execute()
+        fast_redis().set(_turns_key(level), str(owner_id), ex=TURNS_TTL_SECONDS)
 
 
 def _several_owners_wait(level: int) -> bool:

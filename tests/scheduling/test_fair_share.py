@@ -36,9 +36,10 @@ def no_broker(monkeypatch):
 @pytest.fixture(autouse=True)
 def no_turns_yet():
     """Where the turns stand is kept in Redis; every test starts a new round."""
-    get_redis().delete(admission._turns_key())
+    keys = [admission._turns_key(level) for level in Priority.values]
+    get_redis().delete(*keys)
     yield
-    get_redis().delete(admission._turns_key())
+    get_redis().delete(*keys)
 
 
 def queue(owner, *, agent_type: str = "demo", agent=None, **fields) -> ExecutionSession:
