@@ -3,9 +3,8 @@
 It fills a throw-away database (PostgreSQL, or with ``--database sqlite`` a
 SQLite file) with ``--runs`` waiting runs, one per agent, spread evenly over
 each of ``--owners`` users, the first user's runs oldest, the next user's after
-them and so on (the line that oldest first serves one user at a time). Half the
-agents have run before (``last_run_at``). For each case it times, in this
-process, one pass of:
+them and so on (the line that oldest first serves one user at a time). For
+each case it times, in this process, one pass of:
 
 * ``new``: ``scheduling.admission.admit_waiting_runs(reclaim=False)``, the pass
   a worker makes after every run (turns across owners, the per-user and
@@ -104,7 +103,6 @@ def load_runs(runs: int, owners: int, running: int) -> None:
                 name=f"agent {n}",
                 agent_type=("demo", "webhook")[n % 2] if n < runs else "python",
                 configuration={},
-                last_run_at=now - timedelta(seconds=n) if n % 3 else None,
             )
             for n in range(runs + running)
         )
