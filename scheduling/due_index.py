@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from core.dates import minute_text
-from scheduling.cron import CronExpression, next_runs, parse_cron, previous_run
+from scheduling.cron import CronExpression, next_runs, parse_cron, previous_run, previous_runs
 
 # A slot dispatched this late is on time under every policy: beat wakes a
 # little after each slot, and a busy database can cost it seconds.
@@ -310,15 +310,19 @@ class DueIndex:
 def _slots_back(spec: ScheduleSpec, due: datetime, now: datetime) -> list[datetime]:
     """The schedule's slots in [due, now], newest first, at most CATCHUP_LIMIT + 1 of them
     (enough to fire or record a catch-up's worth and know that there were more)."""
-    found: list[datetime] = []
-    moment = now
-    while len(found) <= CATCHUP_LIMIT:
-        slot = latest_fire(spec, moment)
-        if slot is None or slot < due:
-            break
-        found.append(slot)
-        moment = slot - timedelta(minutes=1)
-    return found
+    return list(_slots_back_to_minute(spec, due, _minute(now)))
+
+
+# Agents with the same schedule that were due at the same slot catch up on the
+# same slots (after a beat restart that is most of them): one scan serves all.
+@lru_cache(maxsize=4096)
+def _slots_back_to_minute(
+    spec: ScheduleSpec, due: datetime, minute: datetime
+) -> tuple[datetime, ...]:
+    runs = previous_runs(
+        spec.cron, spec.timezone, at_or_before=minute, count=CATCHUP_LIMIT + 1, since=due
+    )
+    return tuple(reversed(runs))
 
 
 def _missed_reason(

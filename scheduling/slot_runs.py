@@ -54,7 +54,9 @@ def slots_from(agent: AIAgent, *, start: datetime, end: datetime, limit: int) ->
 def latest_slots(agent: AIAgent, *, after: datetime, until: datetime, limit: int) -> list[datetime]:
     """The latest ``limit`` slots of the agent in (after, until], oldest first."""
     cron = parse_cron(agent.schedule_expression or "")
-    runs = previous_runs(cron, agent.schedule_timezone, at_or_before=until, count=limit)
+    runs = previous_runs(
+        cron, agent.schedule_timezone, at_or_before=until, count=limit, since=after
+    )
     return [run for run in runs if run > after]
 
 

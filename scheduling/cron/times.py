@@ -53,10 +53,19 @@ def previous_run(
 
 
 def previous_runs(
-    expr: CronExpression, tz: str | ZoneInfo, *, at_or_before: datetime, count: int = 5
+    expr: CronExpression,
+    tz: str | ZoneInfo,
+    *,
+    at_or_before: datetime,
+    count: int = 5,
+    since: datetime | None = None,
 ) -> list[datetime]:
-    """The latest ``count`` run times at or before ``at_or_before``, as ascending aware UTC
-    datetimes (fewer if the schedule has fewer)."""
+    """The latest ``count`` run times at or before ``at_or_before`` (and at or after
+    ``since``, if given), as ascending aware UTC datetimes (fewer if there are fewer).
+
+    ``since`` also bounds the walk: a sparse schedule is not scanned back for
+    years to find runs that would be dropped anyway.
+    """
     if count < 0:
         raise ValueError(f"count must not be negative, got {count}.")
     if count == 0:
@@ -64,7 +73,19 @@ def previous_runs(
     zone = _zone(tz)
     limit = _as_utc(at_or_before, "at_or_before")
     first_day = _shifted(limit.date(), 1)
-    return _scan(expr, zone, first_day, -1, lambda instant: instant <= limit, count)[-count:]
+    if since is None:
+        return _scan(expr, zone, first_day, -1, lambda instant: instant <= limit, count)[-count:]
+    start = _as_utc(since, "since")
+    return _scan(
+        expr,
+        zone,
+        first_day,
+        -1,
+        lambda instant: start <= instant <= limit,
+        count,
+        # An instant's local day is at most one day before its UTC day.
+        stop_day=_shifted(start.date(), -1),
+    )[-count:]
 
 
 # UTC offsets are strictly within +-24h, so an instant's local day is at most one day away from
@@ -103,11 +124,13 @@ def _scan(
     step: int,
     accept: Callable[[datetime], bool],
     wanted: int,
+    stop_day: date | None = None,
 ) -> list[datetime]:
     """Accepted run instants, sorted, from local days walked from ``first_day`` by ``step``.
 
     Walking stops ``_SETTLE_DAYS`` after the day on which ``wanted`` instants were collected,
-    because later days cannot contribute instants that sort before those.
+    because later days cannot contribute instants that sort before those, and after
+    ``stop_day``, past which the caller knows no instant is accepted.
     """
     values = field_values(*expr._fields())
     fixed_time = expr.fixed_time
@@ -115,6 +138,8 @@ def _scan(
     last_day: date | None = None
     for day in _days(first_day, step):
         if last_day is not None and (day - last_day).days * step > 0:
+            break
+        if stop_day is not None and (day - stop_day).days * step > 0:
             break
         if day.month in values.month and expr.matches_day(day):
             found.update(filter(accept, _day_instants(day, values, zone, fixed_time)))

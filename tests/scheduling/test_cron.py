@@ -630,6 +630,29 @@ def test_previous_runs_are_the_runs_walked_back_one_by_one(expression: str) -> N
     assert previous_runs(parsed, NEW_YORK, at_or_before=start, count=12) == walked[::-1]
 
 
+@pytest.mark.parametrize("zone", ["UTC", NEW_YORK, "Pacific/Kiritimati", "Pacific/Pago_Pago"])
+@pytest.mark.parametrize("expression", [normalized for _, normalized in VALID])
+def test_previous_runs_since_are_the_walked_runs_from_that_moment_on(
+    expression: str, zone: str
+) -> None:
+    parsed = parse_cron(expression)
+    start = utc(2026, 3, 9, 3, 7, 30)
+    walked = previous_runs(parsed, zone, at_or_before=start, count=40)
+    since = walked[len(walked) // 2] if walked else start
+    assert previous_runs(parsed, zone, at_or_before=start, count=40, since=since) == [
+        run for run in walked if run >= since
+    ]
+
+
+def test_previous_runs_since_does_not_walk_a_sparse_schedule_back_for_years() -> None:
+    leap_day = parse_cron("0 0 29 2 *")
+    since = utc(2026, 1, 1)
+    assert previous_runs(leap_day, "UTC", at_or_before=utc(2026, 12, 1), since=since) == []
+    assert previous_runs(leap_day, "UTC", at_or_before=utc(2029, 1, 1), since=since) == [
+        utc(2028, 2, 29)
+    ]
+
+
 def test_previous_runs_stop_at_the_start_of_the_calendar() -> None:
     parsed = parse_cron("0 0 * * *")
     assert previous_runs(parsed, "UTC", at_or_before=utc(1, 1, 5), count=100) == [
