@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import pytest
+from django.db import connections
 
 from neonhub.celery import app as celery_app
 from scheduling import beat as beat_module
@@ -48,3 +52,33 @@ def make_scheduler(monkeypatch):
 
     make.sent = sent
     return make
+
+
+Result = TypeVar("Result")
+
+
+def at_once_in_two_threads(work: Callable[[], Result]) -> list[Result]:
+    """Run ``work`` in two threads released together (two beats dispatching at
+    once, each with its own database connection); returns both results and
+    re-raises the first error either thread met."""
+    barrier = threading.Barrier(2)
+    results: list[Result] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(work())
+        except BaseException as error:  # re-raised by the calling thread
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    if errors:
+        raise errors[0]
+    return results

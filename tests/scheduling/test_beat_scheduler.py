@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import OperationalError, connection, connections
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
@@ -19,7 +18,7 @@ from scheduling.dispatch import dispatch_due_slots
 from scheduling.models import ScheduleSlot
 from scheduling.services import remove_schedule, set_schedule
 from tests.factories import AgentFactory
-from tests.scheduling.conftest import T0
+from tests.scheduling.conftest import T0, at_once_in_two_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -127,25 +126,10 @@ def test_two_beats_dispatching_the_same_slot_at_once_record_it_once(monkeypatch)
     monkeypatch.setattr("scheduling.pacing.request_admission", lambda: None)
     agents = [scheduled("0 * * * *") for _ in range(30)]
     slot = T0 + timedelta(hours=1)
-    barrier = threading.Barrier(2)
-    results = []
-    errors = []
-
-    def beat() -> None:
-        try:
-            barrier.wait(timeout=10)
-            results.extend(dispatch_due_slots({slot: [agent.pk for agent in agents]}))
-        except Exception as error:  # surfaced below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=beat) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors
+    both = at_once_in_two_threads(
+        lambda: dispatch_due_slots({slot: [agent.pk for agent in agents]})
+    )
+    results = [result for batch in both for result in batch]
     assert sum(result.queued for result in results) == 30
     assert sum(result.duplicates for result in results) == 30
     assert ExecutionSession.objects.filter(scheduled_for=slot).count() == 30

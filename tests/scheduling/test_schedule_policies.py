@@ -7,11 +7,9 @@ runs on a real worker.
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connections
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -23,7 +21,7 @@ from scheduling.services import set_schedule
 from scheduling.slots import jitter_delay
 from tests.factories import AgentFactory
 from tests.processes import wait_until
-from tests.scheduling.conftest import T0, Clock
+from tests.scheduling.conftest import T0, Clock, at_once_in_two_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -336,24 +334,7 @@ def test_two_beats_dispatching_a_jittered_slot_at_once_agree_and_record_it_once(
     monkeypatch.setattr("scheduling.pacing.request_admission", lambda: None)
     agents = [scheduled("0 * * * *", jitter_seconds=300) for _ in range(20)]
     slot = T0 + timedelta(hours=1)
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def beat() -> None:
-        try:
-            barrier.wait(timeout=10)
-            dispatch_due_slots({slot: [agent.pk for agent in agents]})
-        except BaseException as error:  # reported by the main thread
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=beat) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    at_once_in_two_threads(lambda: dispatch_due_slots({slot: [agent.pk for agent in agents]}))
     for agent in agents:
         [session] = sessions(agent)
         assert session.not_before == slot + jitter_delay(agent.pk, slot, 300)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents.models import AIAgent
-from scheduling.cron import MAX_EXPRESSION_LENGTH, CronError, TimezoneError
+from scheduling.cron import MAX_EXPRESSION_LENGTH
 from scheduling.schedules import preview_schedule
 from web.api.schema import PREVIEW_PARAMETERS, SchedulePreviewSerializer
 from web.api.serializers import StrictCharField, TimezoneField
+from web.api.views.schedules import schedule_field_errors
 
 
 class PreviewQuerySerializer(serializers.Serializer):
@@ -48,12 +48,8 @@ def schedule_preview(request: Request) -> Response:
     zone = query.validated_data.get(
         "timezone", AIAgent._meta.get_field("schedule_timezone").get_default()
     )
-    try:
+    with schedule_field_errors():
         preview = preview_schedule(query.validated_data["cron_expression"], zone)
-    except CronError as exc:
-        raise ValidationError({"cron_expression": [str(exc)]}) from None
-    except TimezoneError as exc:
-        raise ValidationError({"timezone": [str(exc)]}) from None
     return Response(
         {
             "description": preview.description,
