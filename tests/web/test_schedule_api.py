@@ -42,6 +42,7 @@ def test_posting_a_schedule_answers_the_contract_shape(api, agent):
         "jitterSeconds",
         "pauseNote",
         "pausedUntil",
+        "pausedAt",
         "warnings",
     }
     assert data["scheduleExpression"] == "0 9 * * *"

@@ -116,13 +116,23 @@ def test_a_pause_with_a_note_keeps_the_note_until_resumed(api, scheduled):
         schedule_path(scheduled), {"enabled": False, "pauseNote": "Quarter close"}, format="json"
     ).json()["data"]
     assert (paused["scheduleEnabled"], paused["pauseNote"]) == (False, "Quarter close")
-    # The note can be changed while paused, alone.
+    paused_at = datetime.fromisoformat(paused["pausedAt"])
+    assert abs(timezone.now() - paused_at) < timedelta(minutes=1)
+    # The note can be changed while paused, alone, and the pause keeps its start.
     again = api.patch(schedule_path(scheduled), {"pauseNote": "Still closing"}, format="json")
     assert again.json()["data"]["pauseNote"] == "Still closing"
-    assert api.get(schedule_path(scheduled)).json()["data"]["pauseNote"] == "Still closing"
+    got = api.get(schedule_path(scheduled)).json()["data"]
+    assert (got["pauseNote"], datetime.fromisoformat(got["pausedAt"])) == (
+        "Still closing",
+        paused_at,
+    )
 
     resumed = api.patch(schedule_path(scheduled), {"enabled": True}, format="json").json()["data"]
-    assert (resumed["scheduleEnabled"], resumed["pauseNote"]) == (True, "")
+    assert (resumed["scheduleEnabled"], resumed["pauseNote"], resumed["pausedAt"]) == (
+        True,
+        "",
+        None,
+    )
 
 
 def test_a_snooze_pauses_until_its_end(api, scheduled):

@@ -198,6 +198,11 @@ class ScheduleSerializer(serializers.Serializer):
     paused_until = serializers.DateTimeField(
         allow_null=True, help_text="When a snoozed schedule resumes by itself; null otherwise."
     )
+    paused_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the schedule was paused (read only): the missed slots a resume may run "
+        "are those after it. null while enabled.",
+    )
     warnings = serializers.ListField(
         child=serializers.CharField(),
         help_text="Fire times in the next year that the zone's clock changes skip or repeat, "

@@ -121,6 +121,7 @@ def _schedule_summary(agent: AIAgent) -> dict[str, Any]:
         "jitter_seconds": agent.jitter_seconds,
         "pause_note": agent.pause_note,
         "paused_until": agent.paused_until,
+        "paused_at": agent.paused_at,
         "warnings": schedule_warnings(agent),
     }
 
