@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from agents.models import AIAgent
-from scheduling.services import set_schedule
+from scheduling.services import ScheduleFieldError, set_schedule
 from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
@@ -308,6 +308,25 @@ def test_a_new_schedule_with_a_bad_policy_field_is_not_created(api, agent, body,
 def test_the_refusal_says_what_is_wrong(api, scheduled, body, words):
     error = api.patch(schedule_path(scheduled), body, format="json").json()["error"]
     assert words in error, error
+
+
+@pytest.mark.parametrize(
+    ("body", "service_arguments"),
+    [
+        ({"catchupWindow": -1}, {"catchup_window": -1}),
+        ({"catchupWindow": 2_678_401}, {"catchup_window": 2_678_401}),
+        ({"jitterSeconds": 3601}, {"jitter_seconds": 3601}),
+        ({"pauseNote": "n" * 501, "enabled": False}, {"pause_note": "n" * 501, "enabled": False}),
+    ],
+)
+def test_the_api_words_a_value_out_of_range_as_the_service_does(
+    api, scheduled, body, service_arguments
+):
+    # The admin reports the service's sentence: both must refuse alike.
+    with pytest.raises(ScheduleFieldError) as refused:
+        set_schedule(scheduled, **service_arguments)
+    error = api.patch(schedule_path(scheduled), body, format="json").json()["error"]
+    assert error == str(refused.value)
 
 
 def test_a_bad_field_beside_good_ones_changes_none_of_them(api, scheduled):

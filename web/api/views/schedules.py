@@ -38,6 +38,12 @@ from web.api.serializers import (
 from web.api.views.lookups import get_visible_agent
 
 
+def _seconds_range(maximum: int) -> dict[str, Any]:
+    # Worded as the service words it, so the API and the admin refuse alike.
+    message = f"Must be between 0 and {maximum} seconds."
+    return {"min_value": message, "max_value": message}
+
+
 class ScheduleChangeSerializer(serializers.Serializer):
     """A schedule: POST needs cronExpression, PATCH changes only the fields it sends."""
 
@@ -74,6 +80,7 @@ class ScheduleChangeSerializer(serializers.Serializer):
         allow_null=True,
         min_value=0,
         max_value=services.MAX_CATCHUP_WINDOW,
+        error_messages=_seconds_range(services.MAX_CATCHUP_WINDOW),
         help_text="Seconds a missed slot may be late and still run; null: the server's "
         "SCHEDULER_CATCHUP_SECONDS. Default null.",
     )
@@ -81,6 +88,7 @@ class ScheduleChangeSerializer(serializers.Serializer):
         required=False,
         min_value=0,
         max_value=services.MAX_JITTER_SECONDS,
+        error_messages=_seconds_range(services.MAX_JITTER_SECONDS),
         help_text="Each slot's run waits a delay in [0, jitter) seconds, fixed per agent and "
         "slot. Default 0.",
     )
@@ -88,6 +96,9 @@ class ScheduleChangeSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         max_length=services.MAX_PAUSE_NOTE,
+        error_messages={
+            "max_length": f"Must be at most {services.MAX_PAUSE_NOTE} characters long."
+        },
         help_text="Why the schedule is paused; only with a pause (enabled false or pausedUntil) "
         "or on a paused schedule. Cleared on resume.",
     )
