@@ -14,6 +14,7 @@ from typing import overload
 from urllib.parse import urlsplit
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
@@ -109,6 +110,14 @@ def parse_limits(name: str, value: str, known: set[str]) -> dict[str, int]:
             raise ImproperlyConfigured(f"{name} limit for {key!r} must be at least 1, got {limit}")
         limits[key] = limit
     return limits
+
+
+def daily_at(name: str, value: str) -> crontab:
+    """``"HH:MM"`` (UTC, beat's zone) as a daily crontab; anything else stops the process."""
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+    if match is None:
+        raise ImproperlyConfigured(f"{name} must be a time of day as HH:MM, got {value!r}")
+    return crontab(hour=int(match[1]), minute=int(match[2]))
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -309,6 +318,12 @@ SCHEDULER_LEASE_SECONDS = env_int("SCHEDULER_LEASE_SECONDS", 30, minimum=3)
 SCHEDULER_CATCHUP_SECONDS = env_int("SCHEDULER_CATCHUP_SECONDS", 300, minimum=60)
 SCHEDULER_RUN_TIMEOUT = env_int("SCHEDULER_RUN_TIMEOUT", 3600, minimum=1)  # s
 SCHEDULER_PROGRESS_MIN_INTERVAL = env_float("SCHEDULER_PROGRESS_MIN_INTERVAL", 0.25, minimum=0)
+# Finished sessions older than this many days, and those beyond an agent's
+# newest N, are deleted daily (0 keeps them); queued and running ones never.
+SESSION_RETENTION_DAYS = env_int("SESSION_RETENTION_DAYS", 90, minimum=0)
+SESSION_RETENTION_PER_AGENT = env_int("SESSION_RETENTION_PER_AGENT", 10_000, minimum=0)
+# Time of the daily prune, "HH:MM" in UTC: a quiet hour.
+SESSION_RETENTION_AT = env_str("SESSION_RETENTION_AT", "03:30")
 
 _beat_interval = SCHEDULER_CHECK_INTERVAL / 1000
 
@@ -346,6 +361,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "scheduling.publish_status",
         "schedule": float(SCHEDULER_STATUS_INTERVAL),
         "options": {"expires": float(SCHEDULER_STATUS_INTERVAL) * 2},
+    },
+    "neonhub-prune-sessions": {
+        "task": "scheduling.prune_sessions",
+        "schedule": daily_at("SESSION_RETENTION_AT", SESSION_RETENTION_AT),
+        # A prune missed by a stopped beat is done by the next day's.
+        "options": {"expires": 3600.0},
     },
 }
 DJANGO_CELERY_BEAT_TZ_AWARE = True

@@ -14,6 +14,7 @@ Counters (from the hashes):
 - ``neonhub_dispatch_lag_seconds{trigger}`` (histogram): a run's slot to its
   start on a worker; for a retry, the end of its backoff to its start.
 - ``neonhub_run_retries_total``: retries queued after a failed attempt.
+- ``neonhub_sessions_pruned_total``: finished sessions deleted by retention.
 - ``neonhub_events_sent_total{event}``: lifecycle event frames handed to the
   channel layer.
 - ``neonhub_schedule_slots_total{outcome}``: slots of schedules by the outcome
@@ -173,6 +174,12 @@ def _redis_metrics(stored: _Stored) -> Iterator[Metric]:
     retries = CounterMetricFamily("neonhub_run_retries", "Retries queued after a failed attempt.")
     retries.add_metric([], int(stored.counters.get("retries", 0)))
     yield retries
+
+    pruned = CounterMetricFamily(
+        "neonhub_sessions_pruned", "Finished sessions deleted by the retention rules."
+    )
+    pruned.add_metric([], int(stored.counters.get("pruned", 0)))
+    yield pruned
 
     events = CounterMetricFamily(
         "neonhub_events_sent",

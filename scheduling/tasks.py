@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from realtime.events import emit_scheduler_status
-from scheduling import admission, dispatch, executor, resume
+from scheduling import admission, dispatch, executor, resume, retention
 from scheduling.stats import camel_stats, scheduler_stats
 
 
@@ -53,3 +53,9 @@ def tick() -> list[str]:
 @shared_task(name="scheduling.publish_status", ignore_result=True)
 def publish_status() -> None:
     emit_scheduler_status(camel_stats(scheduler_stats()))
+
+
+@shared_task(name="scheduling.prune_sessions", ignore_result=True)
+def prune_sessions() -> int:
+    """Beat's daily retention task: deletes what the retention rules let go."""
+    return retention.prune_sessions().sessions

@@ -22,7 +22,7 @@ from observability import heartbeats, metrics
 from observability.heartbeats import BEAT_HEARTBEAT_KEY, record_beat_heartbeat
 from realtime import connections
 from realtime.publisher import send_now
-from scheduling import admission, pacing, runs
+from scheduling import admission, pacing, retention, runs
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
 from tests.processes import free_port, start_daphne, wait_until
@@ -37,6 +37,7 @@ DOCUMENTED = {
     "neonhub_run_duration_seconds",
     "neonhub_dispatch_lag_seconds",
     "neonhub_run_retries",
+    "neonhub_sessions_pruned",
     "neonhub_events_sent",
     "neonhub_schedule_slots",
     "neonhub_runs_queued",
@@ -214,6 +215,20 @@ def test_a_transition_that_rolls_back_is_not_counted(no_broker, django_capture_o
 
     assert value(samples, "neonhub_runs_total", outcome="succeeded", trigger="manual") == 0
     assert value(samples, "neonhub_dispatch_lag_seconds_count", trigger="manual") == 1
+
+
+def test_sessions_deleted_by_retention_are_counted(django_capture_on_commit_callbacks):
+    old = SessionFactory(status=Status.SUCCEEDED)
+    ExecutionSession.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - timedelta(days=100)
+    )
+    assert value(scrape(), "neonhub_sessions_pruned_total") == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        retention.prune_sessions(dry_run=True, days=90)
+    assert value(scrape(), "neonhub_sessions_pruned_total") == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        retention.prune_sessions(days=90)
+    assert value(scrape(), "neonhub_sessions_pruned_total") == 1
 
 
 def test_events_sent_are_counted_by_event():
