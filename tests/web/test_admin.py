@@ -261,6 +261,97 @@ def test_schedule_settings_without_an_expression_are_form_errors(admin_client):
     assert "Enter a cron expression" in errors["schedule_enabled"][0]
 
 
+def split(moment) -> dict[str, str]:
+    """A time as the admin's date and time inputs post it, on the admin's clock."""
+    local = timezone.localtime(moment)
+    return {"paused_until_0": f"{local:%Y-%m-%d}", "paused_until_1": f"{local:%H:%M:%S}"}
+
+
+def test_the_policies_and_a_snooze_save_through_the_service(admin_client):
+    agent = scheduled("* * * * *")
+    until = (timezone.now() + timedelta(days=2)).replace(microsecond=0)
+    response = post_change(
+        admin_client,
+        agent,
+        overlap_policy="BUFFER_ALL",
+        catchup_policy="ALL",
+        catchup_window="3600",
+        jitter_seconds="30",
+        pause_note="Waiting for the new API key",
+        **split(until),
+    )
+    assert response.status_code == 302
+    agent.refresh_from_db()
+    assert (agent.overlap_policy, agent.catchup_policy) == ("BUFFER_ALL", "ALL")
+    assert (agent.catchup_window, agent.jitter_seconds) == (3600, 30)
+    # A note and an end pause the schedule, as through the API.
+    assert agent.schedule_enabled is False and agent.periodic_task.enabled is False
+    assert agent.pause_note == "Waiting for the new API key"
+    assert agent.paused_until == until and agent.paused_at is not None
+
+    page = admin_client.get(change_url(agent)).content.decode()
+    assert "Overlap BUFFER_ALL, catch-up ALL within a window of 3600 s, jitter 30 s" in page
+    assert "Waiting for the new API key · until " in page
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "problem"),
+    [
+        ({"jitter_seconds": "3601"}, "jitter_seconds", "between 0 and 3600 seconds"),
+        ({"catchup_window": "2678401"}, "catchup_window", "between 0 and 2678400 seconds"),
+        ({"pause_note": "Holidays"}, "pause_note", "pause it too"),
+        ({"schedule_enabled": False, "pause_note": "x" * 501}, "pause_note", "at most 500"),
+        ("past", "paused_until", "Must be in the future."),
+        ({"overlap_policy": "SOMETIMES"}, "overlap_policy", "Select a valid choice"),
+        ({"catchup_policy": "MAYBE"}, "catchup_policy", "Select a valid choice"),
+    ],
+)
+def test_a_schedule_field_the_service_refuses_is_an_error_on_that_field(
+    admin_client, changes, field, problem
+):
+    agent = scheduled("0 9 * * *", name="Morning report")
+    if changes == "past":
+        changes = split(timezone.now() - timedelta(hours=1))
+    response = post_change(admin_client, agent, name="Renamed", priority="1", **changes)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {field}
+    assert problem in " ".join(errors[field])
+    # Nothing of the change is kept, the trial's beat rows included.
+    agent.refresh_from_db()
+    assert agent.name == "Morning report" and agent.priority == Priority.NORMAL
+    assert (agent.schedule_enabled, agent.pause_note, agent.paused_until) == (True, "", None)
+    assert (agent.jitter_seconds, agent.catchup_window) == (0, None)
+    assert PeriodicTask.objects.get().enabled is True
+    assert CrontabSchedule.objects.count() == 1
+
+
+def test_a_new_agent_with_a_refused_policy_is_not_created(admin_client, user):
+    add_url = reverse("admin:agents_aiagent_add")
+    data = form_data(admin_client.get(add_url))
+    data.update(
+        owner=user.pk,
+        name="Nightly",
+        agent_type="demo",
+        configuration="{}",
+        schedule_expression="0 2 * * *",
+        jitter_seconds="7200",
+    )
+    response = admin_client.post(add_url, data)
+    assert response.status_code == 200
+    assert "between 0 and 3600" in response.context["adminform"].form.errors["jitter_seconds"][0]
+    assert not AIAgent.objects.exists()
+    assert not PeriodicTask.objects.exists() and not CrontabSchedule.objects.exists()
+
+
+def test_policies_without_an_expression_are_form_errors(admin_client):
+    agent = AgentFactory()
+    response = post_change(admin_client, agent, jitter_seconds="10")
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "enter a cron expression" in errors["jitter_seconds"][0]
+
+
 def test_the_configuration_is_checked_by_the_runner(admin_client):
     agent = AgentFactory()
     response = post_change(admin_client, agent, configuration='{"steps": "many"}')

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -28,7 +29,22 @@ from scheduling.schedules import schedule_description, schedule_warnings, upcomi
 from web.admin.sessions import LatestSessionsInline
 
 SCHEDULE_FIELDS = ("schedule_expression", "schedule_timezone", "priority", "schedule_enabled")
+POLICY_FIELDS = ("overlap_policy", "catchup_policy", "catchup_window", "jitter_seconds")
+PAUSE_FIELDS = ("pause_note", "paused_until")
 AGENT_FIELDS = ("name", "agent_type", "configuration")
+# The form's fields by the name set_schedule gives them (and its errors' field).
+SERVICE_ARGUMENTS = {
+    "schedule_expression": "expression",
+    "schedule_timezone": "timezone_name",
+    "priority": "priority",
+    "schedule_enabled": "enabled",
+    **{field: field for field in (*POLICY_FIELDS, *PAUSE_FIELDS)},
+}
+FORM_FIELDS = {argument: field for field, argument in SERVICE_ARGUMENTS.items()}
+
+
+class _TrialOnly(Exception):
+    """Rolls back a trial change of the schedule."""
 
 
 def schedule_text(agent: AIAgent) -> str:
@@ -41,7 +57,7 @@ def schedule_text(agent: AIAgent) -> str:
 class AgentAdminForm(forms.ModelForm):
     class Meta:
         model = AIAgent
-        fields = ("owner", *AGENT_FIELDS, *SCHEDULE_FIELDS)
+        fields = ("owner", *AGENT_FIELDS, *SCHEDULE_FIELDS, *POLICY_FIELDS, *PAUSE_FIELDS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -94,7 +110,47 @@ class AgentAdminForm(forms.ModelForm):
         data = super().clean() or {}
         self._check_configuration(data)
         self._check_schedule(data)
+        if not self.errors and data.get("schedule_expression"):
+            self._try_schedule(data)
         return data
+
+    def schedule_changes(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The set_schedule arguments of this form: like the API's PATCH, only what
+        changed, except for a new schedule, which takes every field."""
+        new_schedule = not self.initial.get("schedule_expression")
+        return {
+            argument: data.get(field)
+            for field, argument in SERVICE_ARGUMENTS.items()
+            if field in data
+            and (new_schedule or field == "schedule_expression" or field in self.changed_data)
+        }
+
+    def _try_schedule(self, data: dict[str, Any]) -> None:
+        # The service is the one judge of a schedule (as for the API): it is run
+        # on the agent as it would be saved, and everything it wrote undone.
+        try:
+            with transaction.atomic():
+                agent = self._trial_agent(data)
+                schedules.set_schedule(agent, **self.schedule_changes(data))
+                raise _TrialOnly
+        except _TrialOnly:
+            pass
+        except schedules.ScheduleFieldError as exc:
+            self.add_error(FORM_FIELDS.get(exc.field), str(exc))
+        except CronError as exc:
+            self.add_error("schedule_expression", str(exc))
+        except TimezoneError as exc:
+            self.add_error("schedule_timezone", str(exc))
+
+    def _trial_agent(self, data: dict[str, Any]) -> AIAgent:
+        if not self.instance._state.adding:
+            return AIAgent.objects.get(pk=self.instance.pk)
+        return AIAgent.objects.create(
+            owner=data["owner"],
+            name=data.get("name") or "",
+            agent_type=data.get("agent_type") or "",
+            configuration=data.get("configuration") or {},
+        )
 
     def _check_configuration(self, data: dict[str, Any]) -> None:
         agent_type = data.get("agent_type")
@@ -120,7 +176,7 @@ class AgentAdminForm(forms.ModelForm):
         elif not expression and not self.initial.get("schedule_expression"):
             # An unscheduled agent has no schedule to carry these (the API has the
             # same rule); clearing an existing expression simply removes the schedule.
-            for field in ("priority", "schedule_timezone"):
+            for field in ("priority", "schedule_timezone", *POLICY_FIELDS, *PAUSE_FIELDS):
                 if field in self.changed_data:
                     self.add_error(field, "This belongs to the schedule: enter a cron expression.")
             if "schedule_enabled" in self.changed_data and data.get("schedule_enabled"):
@@ -152,6 +208,8 @@ class AIAgentAdmin(admin.ModelAdmin):
         "schedule",
         "upcoming_runs",
         "dst_warnings",
+        "policies",
+        "pause",
         "next_run_at",
         "last_run_at",
         "retry_count",
@@ -174,10 +232,21 @@ class AIAgentAdmin(admin.ModelAdmin):
                     "priority",
                     "schedule_enabled",
                     "schedule",
+                    "policies",
+                    "pause",
                     "upcoming_runs",
                     "dst_warnings",
                     "beat_entry",
                 ),
+            },
+        ),
+        (
+            "Policies and pause",
+            {
+                "description": "What a slot does while the previous run is still going, which "
+                "missed slots still run, the jitter, and a pause's note and end. Checked by "
+                "the same rules as the API: a note or an end pauses the schedule.",
+                "fields": (*POLICY_FIELDS, *PAUSE_FIELDS),
             },
         ),
         (
@@ -231,6 +300,30 @@ class AIAgentAdmin(admin.ModelAdmin):
             format_html_join("", "<li>{}</li>", ((warning,) for warning in warnings)),
         )
 
+    @admin.display(description="policies")
+    def policies(self, agent: AIAgent) -> str:
+        if not agent.schedule_expression:
+            return "-"
+        window = (
+            "the server's default window"
+            if agent.catchup_window is None
+            else f"a window of {agent.catchup_window} s"
+        )
+        return (
+            f"Overlap {agent.overlap_policy}, catch-up {agent.catchup_policy} within {window}, "
+            f"jitter {agent.jitter_seconds} s"
+        )
+
+    @admin.display(description="pause")
+    def pause(self, agent: AIAgent) -> str:
+        if not agent.schedule_expression or agent.schedule_enabled:
+            return "-"
+        parts = [agent.pause_note or "Paused, no note"]
+        if agent.paused_until is not None:
+            until = agent.paused_until.astimezone(validate_timezone(agent.schedule_timezone))
+            parts.append(f"until {until:%a %Y-%m-%d %H:%M %Z}")
+        return " · ".join(parts)
+
     @admin.display(description="beat entry")
     def beat_entry(self, agent: AIAgent) -> str:
         if agent.periodic_task_id is None:
@@ -256,24 +349,20 @@ class AIAgentAdmin(admin.ModelAdmin):
             # The admin goes on with `obj` (log entry, redirect): make it the saved row.
             obj.pk = created.pk
             obj._state.adding = False
-        if set(SCHEDULE_FIELDS) & set(form.changed_data):
-            self._save_schedule(request, obj, data)
+        if set(SERVICE_ARGUMENTS) & set(form.changed_data):
+            self._save_schedule(request, obj, form)
         obj.refresh_from_db()
 
-    def _save_schedule(self, request: HttpRequest, obj: AIAgent, data: dict[str, Any]) -> None:
+    def _save_schedule(self, request: HttpRequest, obj: AIAgent, form: AgentAdminForm) -> None:
+        data = form.cleaned_data
         agent = AIAgent.objects.get(pk=obj.pk)
         if not data.get("schedule_expression"):
             if agent.schedule_expression or agent.periodic_task_id:
                 schedules.remove_schedule(agent)
                 self.message_user(request, f"The schedule of “{agent}” was removed.")
             return
-        schedules.set_schedule(
-            agent,
-            expression=data["schedule_expression"],
-            timezone_name=data["schedule_timezone"],
-            priority=data["priority"],
-            enabled=data["schedule_enabled"],
-        )
+        # The form's trial of these same changes passed.
+        schedules.set_schedule(agent, **form.schedule_changes(data))
 
     def delete_model(self, request: HttpRequest, obj: AIAgent) -> None:
         schedules.delete_agent(obj)
