@@ -226,6 +226,11 @@ def test_an_operator_runs_an_agent_live_and_pauses_its_schedule(
     assert page.evaluate("window.movedButtons()") == []
 
     row(page, agent).get_by_role("button", name="Pause the schedule of Blog drafts").click()
+    dialog = page.get_by_role("dialog", name="Pause the schedule of Blog drafts")
+    dialog.get_by_label("Note (optional)").fill("Editor on holiday")
+    assert_accessible(page, "agents page with the pause dialog")
+    dialog.get_by_role("button", name="Pause schedule").click()
+    expect(dialog).to_be_hidden()
     next_run = row(page, agent).locator(".c-next")
     expect(next_run).to_have_text("Paused")
     expect(next_run.locator("time")).to_have_count(0)
@@ -236,7 +241,12 @@ def test_an_operator_runs_an_agent_live_and_pauses_its_schedule(
 
     assert_accessible(page, "agents page with a paused schedule")
 
+    assert AIAgent.objects.get(pk=agent.pk).pause_note == "Editor on holiday"
+
     row(page, agent).get_by_role("button", name="Resume the schedule of Blog drafts").click()
+    dialog = page.get_by_role("dialog", name="Resume the schedule of Blog drafts")
+    expect(dialog.locator(".resume-count")).to_have_text("Would run no missed slot.")
+    dialog.get_by_role("button", name="Resume schedule").click()
     expect(next_run.locator("time")).to_be_visible()
     assert page.evaluate("window.loadedOnce") is True
 
@@ -291,6 +301,7 @@ def test_the_agent_page_catches_up_after_the_socket_drops(
         assert_accessible(page, "agent page after a live run")
 
         page.get_by_role("button", name="Pause the schedule").click()
+        page.get_by_role("dialog").get_by_role("button", name="Pause schedule").click()
         expect(page.locator("#upcoming li")).to_have_count(0)
         expect(page.locator("#upcoming-empty")).to_be_visible()
         assert_accessible(page, "agent page with a paused schedule")

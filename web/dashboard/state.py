@@ -27,6 +27,7 @@ from web.api.serializers import AgentSerializer, SessionSerializer
 MAX_AGENTS = 100
 HISTORY_PAGE_SIZE = 10
 CHART_RUNS = 30
+SLOTS_SHOWN = 48
 
 Status = ExecutionSession.Status
 
@@ -110,6 +111,12 @@ def agent_state(agent: AIAgent) -> dict[str, Any]:
             "description": schedule_description(agent),
             "upcomingRuns": upcoming_run_times(agent),
             "warnings": schedule_warnings(agent),
+            "overlapPolicy": agent.overlap_policy,
+            "catchupPolicy": agent.catchup_policy,
+            "catchupWindow": agent.catchup_window,
+            "jitterSeconds": agent.jitter_seconds,
+            "pauseNote": agent.pause_note,
+            "pausedUntil": iso(agent.paused_until),
         },
         "sessions": [session_data(session) for session in recent],
         "sessionsTotal": AgentSessionCount.total_for(agent.pk),
@@ -117,4 +124,5 @@ def agent_state(agent: AIAgent) -> dict[str, Any]:
         "pageSize": HISTORY_PAGE_SIZE,
         "scheduler": scheduler_summary(),
         "statusInterval": settings.SCHEDULER_STATUS_INTERVAL,
+        "slotsShown": SLOTS_SHOWN,
     }

@@ -1,5 +1,5 @@
-/* One agent: its schedule and next runs, its current run, a chart of recent runs
- * and the paginated history. Rendered from the embedded state, kept current by
+/* One agent: its schedule (and its editor) and next runs, its current run, the
+ * strip of its latest slots, a chart of recent runs and the paginated history. Rendered from the embedded state, kept current by
  * the agent's WebSocket room, re-read over REST after a dropped socket.
  */
 (function () {
@@ -21,6 +21,9 @@
   const base = "/api/agents/" + agent.id;
   let reloadTimer = null;
   let lastDueRefresh = 0;
+  let slots = []; // newest first, as the API answers
+  let slotsTimer = null;
+  const statusInterval = (initial.statusInterval || 10) * 1000;
 
   const board = new NH.RunBoard(document.getElementById("running-list"), document.getElementById("running-empty"), {
     lingerMs: 10000,
@@ -53,7 +56,7 @@
     const button = event.target.closest("button[data-action]");
     if (!button || NH.isBusy(button)) return;
     if (button.dataset.action === "run") runNow(button);
-    else setEnabled(button.dataset.action === "resume", button);
+    else changeSchedule(button.dataset.action === "resume", button);
   });
 
   async function runNow(button) {
@@ -74,19 +77,21 @@
     }
   }
 
-  async function setEnabled(enabled, button) {
+  /** Pausing asks for a note and an end, resuming for what to do with the missed slots. */
+  async function changeSchedule(resume, button) {
     NH.busy(button, true);
     try {
-      const data = await api("PATCH", base + "/schedule", { enabled });
-      Object.assign(agent, data);
-      // The summary has no upcoming runs; the full schedule does.
-      const detail = await api("GET", base + "/schedule");
-      applySchedule(detail);
-      const text = enabled ? "Schedule resumed." : "Schedule paused.";
-      NH.toast(text, "ok");
+      const data = await (resume ? NH.resumeSchedule(Object.assign({}, agent, schedule)) : NH.pauseSchedule(agent));
+      if (!data) return;
+      // A pause answers with the summary, which has no upcoming runs; the full schedule does.
+      applySchedule(resume ? data : await api("GET", base + "/schedule"));
+      const text = resume ? "Schedule resumed." : "Schedule paused.";
+      const queued = resume && data.queuedRuns.length;
+      NH.toast(text + (queued ? " Queued " + queued + (queued === 1 ? " missed slot." : " missed slots.") : ""), "ok");
       NH.announce(text);
+      if (queued) reloadSlotsSoon();
     } catch (error) {
-      NH.apiFailed(error, "Could not " + (enabled ? "resume" : "pause") + " the schedule");
+      NH.apiFailed(error, "Could not " + (resume ? "resume" : "pause") + " the schedule");
     } finally {
       NH.busy(button, false);
       renderHeader();
@@ -110,7 +115,50 @@
       description: detail.description,
       upcomingRuns: detail.upcomingRuns || [],
       warnings: detail.warnings || [],
+      overlapPolicy: detail.overlapPolicy,
+      catchupPolicy: detail.catchupPolicy,
+      catchupWindow: detail.catchupWindow,
+      jitterSeconds: detail.jitterSeconds,
+      pauseNote: detail.pauseNote,
+      pausedUntil: detail.pausedUntil,
     };
+  }
+
+  const OVERLAP_POLICIES = [
+    ["SKIP", "Skip the new slot"],
+    ["BUFFER_ONE", "Keep at most one slot waiting"],
+    ["BUFFER_ALL", "Queue every slot"],
+    ["CANCEL_OTHER", "Cancel the previous run"],
+  ];
+  const CATCHUP_POLICIES = [
+    ["LATEST", "Only the most recent"],
+    ["ALL", "All of them, oldest first"],
+    ["NONE", "None"],
+  ];
+  const PRIORITIES = ["LOW", "NORMAL", "HIGH", "CRITICAL"].map((value) => [value, NH.titleCase(value)]);
+
+  function labelOf(choices, value) {
+    const found = choices.find(([code]) => code === value);
+    return found ? found[1] : value || "—";
+  }
+
+  function renderPolicies(facts) {
+    fill(facts.querySelector('[data-field="overlap"]'), labelOf(OVERLAP_POLICIES, schedule.overlapPolicy), " ", h("code", { text: schedule.overlapPolicy }));
+    const catchupWindow = schedule.catchupWindow === null || schedule.catchupWindow === undefined
+      ? "the server's window"
+      : schedule.catchupWindow + " s window";
+    fill(facts.querySelector('[data-field="catchup"]'), labelOf(CATCHUP_POLICIES, schedule.catchupPolicy), " ", h("span", { class: "muted", text: "(" + catchupWindow + ")" }));
+    facts.querySelector('[data-field="jitter"]').textContent = schedule.jitterSeconds ? "up to " + schedule.jitterSeconds + " s" : "None";
+  }
+
+  function renderPause() {
+    const box = document.getElementById("schedule-pause");
+    box.hidden = !(agent.scheduleExpression && !agent.scheduleEnabled);
+    if (box.hidden) return;
+    box.querySelector('[data-field="note"]').textContent = schedule.pauseNote || "Paused, no note.";
+    const until = box.querySelector('[data-field="until"]');
+    if (schedule.pausedUntil) fill(until, "Resumes by itself on ", h("time", { datetime: schedule.pausedUntil, title: NH.fullDate(schedule.pausedUntil), text: NH.dateTime(schedule.pausedUntil) }), " (", NH.timeAgo(schedule.pausedUntil), ")");
+    else until.textContent = "Until resumed by hand.";
   }
 
   function renderSchedule() {
@@ -136,6 +184,9 @@
     facts.querySelector('[data-field="retries"]').textContent = agent.retryCount
       ? agent.retryCount + (agent.lastError ? " · " + agent.lastError : "")
       : "0";
+    renderPolicies(facts);
+    renderPause();
+    document.getElementById("schedule-edit").textContent = agent.scheduleExpression ? "Edit schedule" : "Set a schedule";
     const warnings = document.getElementById("schedule-warnings");
     fill(warnings, (schedule.warnings || []).map((warning) => h("li", { text: warning })));
     warnings.hidden = !(schedule.warnings || []).length;
@@ -156,6 +207,216 @@
       ? "Paused: no runs ahead until the schedule is resumed."
       : "No schedule: this agent runs only when started by hand or by the API.";
   }
+
+  // --- schedule editor ----------------------------------------------------------------------
+
+  function choiceSelect(choices, value) {
+    return h("select", {}, choices.map(([code, label]) => h("option", { value: code, selected: code === value, text: label })));
+  }
+
+  /** A whole number as typed, else the text itself, so the API names what is wrong with it. */
+  function wholeNumber(text) {
+    const value = text.trim();
+    return /^\d+$/.test(value) ? Number(value) : value;
+  }
+
+  const zoneNames = (() => {
+    try {
+      return ["UTC", ...Intl.supportedValuesOf("timeZone").filter((zone) => zone !== "UTC")];
+    } catch (error) {
+      return ["UTC"];
+    }
+  })();
+
+  function editSchedule() {
+    const cron = NH.field("cronExpression", "Cron expression", h("input", { type: "text", autocomplete: "off", spellcheck: "false", value: agent.scheduleExpression || "" }), "Five fields (minute hour day-of-month month day-of-week) or a macro such as @daily.");
+    const zoneList = h("datalist", { id: "zone-names" }, zoneNames.map((zone) => h("option", { value: zone })));
+    const zone = NH.field("timezone", "Timezone", h("input", { type: "text", autocomplete: "off", list: "zone-names", value: agent.scheduleTimezone || "UTC" }), "The IANA zone the expression is read in.");
+    const priority = NH.field("priority", "Priority", choiceSelect(PRIORITIES, agent.priority));
+    const overlap = NH.field("overlapPolicy", "Overlap policy", choiceSelect(OVERLAP_POLICIES, schedule.overlapPolicy || "BUFFER_ONE"), "What a slot does while the previous run is still queued or running.");
+    const catchup = NH.field("catchupPolicy", "Catch-up policy", choiceSelect(CATCHUP_POLICIES, schedule.catchupPolicy || "LATEST"), "Which slots missed while no beat ran still run.");
+    const windowField = NH.field("catchupWindow", "Catch-up window (seconds)", h("input", { type: "text", inputmode: "numeric", value: schedule.catchupWindow === null || schedule.catchupWindow === undefined ? "" : String(schedule.catchupWindow) }), "How late a missed slot may be and still run. Empty: the server's default.");
+    const jitter = NH.field("jitterSeconds", "Jitter (seconds)", h("input", { type: "text", inputmode: "numeric", value: String(schedule.jitterSeconds || 0) }), "Each run waits a delay below this, so many schedules do not start at once.");
+    const preview = h("div", { class: "cron-preview", id: "cron-preview", "aria-live": "polite", "aria-label": "Preview" });
+    let asked = 0;
+    let timer = null;
+
+    async function showPreview() {
+      const expression = cron.control.value.trim();
+      const ask = ++asked;
+      if (!expression) {
+        NH.setFieldError(cron.control, "");
+        fill(preview, h("p", { class: "muted", text: "Type a cron expression to see its next runs." }));
+        return;
+      }
+      const query = "?cronExpression=" + encodeURIComponent(expression) + "&timezone=" + encodeURIComponent(zone.control.value.trim() || "UTC");
+      try {
+        const data = await api("GET", "/api/schedule/preview" + query);
+        if (ask !== asked) return;
+        NH.setFieldError(cron.control, "");
+        NH.setFieldError(zone.control, "");
+        fill(
+          preview,
+          h("p", { class: "preview-desc", text: data.description }),
+          h("ol", { class: "preview-runs", "aria-label": "Next runs, your time" }, data.upcomingRuns.map((run) => h("li", {}, h("time", { datetime: run, title: NH.fullDate(run), text: NH.dateTime(run) })))),
+          data.warnings.length ? h("ul", { class: "dst-warnings", "aria-label": "Daylight saving time warnings" }, data.warnings.map((warning) => h("li", { text: warning }))) : null,
+        );
+      } catch (error) {
+        if (ask !== asked) return;
+        const details = error.details || {};
+        NH.setFieldError(cron.control, details.cronExpression ? [].concat(details.cronExpression).join(" ") : "");
+        NH.setFieldError(zone.control, details.timezone ? [].concat(details.timezone).join(" ") : "");
+        fill(preview, h("p", { class: "muted", text: details.cronExpression || details.timezone ? "No preview: see the error above." : error.message }));
+      }
+    }
+
+    function previewSoon() {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(showPreview, 300);
+    }
+
+    return NH.openDialog({
+      title: agent.scheduleExpression ? "Edit the schedule" : "Set a schedule",
+      fields: [
+        h("div", { class: "field-row" }, cron.wrap, zone.wrap, zoneList),
+        preview,
+        h("div", { class: "field-row" }, priority.wrap, overlap.wrap),
+        h("div", { class: "field-row" }, catchup.wrap, windowField.wrap, jitter.wrap),
+      ],
+      submitLabel: "Save schedule",
+      onOpen() {
+        cron.control.addEventListener("input", previewSoon);
+        zone.control.addEventListener("input", previewSoon);
+        showPreview();
+      },
+      async submit() {
+        window.clearTimeout(timer);
+        const windowText = windowField.control.value.trim();
+        const body = {
+          cronExpression: cron.control.value.trim(),
+          timezone: zone.control.value.trim(),
+          priority: priority.control.value,
+          overlapPolicy: overlap.control.value,
+          catchupPolicy: catchup.control.value,
+          catchupWindow: windowText ? wholeNumber(windowText) : null,
+          jitterSeconds: wholeNumber(jitter.control.value || "0"),
+        };
+        await api(agent.scheduleExpression ? "PATCH" : "POST", base + "/schedule", body);
+        return api("GET", base + "/schedule");
+      },
+    }).then((detail) => {
+      if (!detail) return;
+      applySchedule(detail);
+      renderHeader();
+      renderSchedule();
+      NH.toast("Schedule saved.", "ok");
+      NH.announce("Schedule saved: " + (detail.description || detail.scheduleExpression) + ".");
+    });
+  }
+
+  document.getElementById("schedule-edit").addEventListener("click", editSchedule);
+
+  // --- slots --------------------------------------------------------------------------------
+
+  const OUTCOMES = {
+    QUEUED: "Queued",
+    RAN: "Ran",
+    SKIPPED: "Skipped",
+    CANCELLED: "Cancelled",
+    MISSED: "Missed",
+    BACKFILL: "Backfill",
+  };
+
+  function slotText(slot) {
+    return NH.dateTime(slot.scheduledFor) + ": " + (OUTCOMES[slot.outcome] || slot.outcome) + ". " + slot.reason;
+  }
+
+  function showSlot(slot) {
+    fill(
+      document.getElementById("slot-detail"),
+      h("time", { datetime: slot.scheduledFor, title: NH.fullDate(slot.scheduledFor), text: NH.dateTime(slot.scheduledFor) }),
+      " · ",
+      h("strong", { text: OUTCOMES[slot.outcome] || slot.outcome }),
+      " · ",
+      slot.reason,
+    );
+  }
+
+  function renderSlots() {
+    const strip = document.getElementById("slots");
+    const focused = strip.contains(document.activeElement) ? document.activeElement.dataset.slot : null;
+    const current = strip.querySelector('[tabindex="0"]');
+    const keep = focused || (current && current.dataset.slot);
+    const shown = slots.slice().reverse(); // oldest on the left
+    fill(
+      strip,
+      shown.map((slot) =>
+        h(
+          "li",
+          {},
+          h("button", {
+            type: "button",
+            class: "slot",
+            tabindex: "-1",
+            "data-outcome": slot.outcome,
+            "data-slot": slot.scheduledFor,
+            "aria-label": slotText(slot),
+            title: slotText(slot),
+          }),
+        ),
+      ),
+    );
+    const buttons = [...strip.querySelectorAll(".slot")];
+    const again = buttons.find((button) => button.dataset.slot === keep) || buttons[buttons.length - 1];
+    if (again) again.tabIndex = 0;
+    if (focused && again) again.focus();
+    document.getElementById("slots-empty").hidden = shown.length > 0;
+    if (!shown.length) fill(document.getElementById("slot-detail"));
+  }
+
+  function slotOf(button) {
+    return slots.find((slot) => slot.scheduledFor === button.dataset.slot);
+  }
+
+  const strip = document.getElementById("slots");
+  strip.addEventListener("focusin", (event) => {
+    const button = event.target.closest(".slot");
+    if (!button) return;
+    for (const other of strip.querySelectorAll('.slot[tabindex="0"]')) other.tabIndex = -1;
+    button.tabIndex = 0;
+    const slot = slotOf(button);
+    if (slot) showSlot(slot);
+  });
+  strip.addEventListener("mouseover", (event) => {
+    const button = event.target.closest(".slot");
+    const slot = button && slotOf(button);
+    if (slot) showSlot(slot);
+  });
+  strip.addEventListener("keydown", (event) => {
+    const buttons = [...strip.querySelectorAll(".slot")];
+    const index = buttons.indexOf(document.activeElement);
+    if (index < 0) return;
+    const moves = { ArrowLeft: index - 1, ArrowUp: index - 1, ArrowRight: index + 1, ArrowDown: index + 1, Home: 0, End: buttons.length - 1 };
+    if (!(event.key in moves)) return;
+    event.preventDefault();
+    const next = buttons[Math.max(0, Math.min(buttons.length - 1, moves[event.key]))];
+    next.focus();
+  });
+
+  async function reloadSlots() {
+    const data = await api("GET", base + "/slots?limit=" + (initial.slotsShown || 48));
+    slots = data.slots;
+    renderSlots();
+  }
+
+  function reloadSlotsSoon() {
+    window.clearTimeout(slotsTimer);
+    slotsTimer = window.setTimeout(() => reloadSlots().catch(() => {}), 400);
+  }
+
+  window.setInterval(() => {
+    if (document.visibilityState === "visible") reloadSlots().catch(() => {});
+  }, statusInterval);
 
   // --- chart --------------------------------------------------------------------------------
 
@@ -357,6 +618,7 @@
       renderSchedule();
       renderChart();
       renderHistory();
+      reloadSlotsSoon();
     },
     "agent:progress"(data) {
       agent.status = "RUNNING";
@@ -375,6 +637,7 @@
       renderHeader();
       renderSchedule();
       reloadRunsSoon();
+      reloadSlotsSoon();
     },
     "agent:failed"(data) {
       agent.status = data.willRetry ? "QUEUED" : "ERROR";
@@ -386,6 +649,7 @@
       renderHeader();
       renderSchedule();
       reloadRunsSoon();
+      reloadSlotsSoon();
     },
   };
 
@@ -395,6 +659,7 @@
       agent = Object.assign(agent, fresh);
       applySchedule(detail);
       const runs = await reloadRuns();
+      reloadSlotsSoon();
       if (page.offset > 0) await loadPage(page.offset);
       const active = runs.find((s) => s.status === "RUNNING") || runs.find((s) => s.status === "QUEUED");
       if (active && active.status === "RUNNING") {
@@ -439,6 +704,7 @@
   renderSchedule();
   renderChart();
   renderHistory();
+  reloadSlots().catch((error) => NH.apiFailed(error, "Could not load the slots"));
   if (window.ResizeObserver) {
     let lastWidth = 0;
     new ResizeObserver((entries) => {

@@ -3,7 +3,8 @@
  * - api(): the REST API with the signed-in session (CSRF header, envelope, errors);
  * - LiveSocket: the /ws/agents/ socket, resubscribing and reconnecting with backoff;
  * - RunBoard: progress bars of runs in progress; Feed: the event list;
- * - formatting of times and durations, a tiny DOM builder, the schedule pause/resume button.
+ * - formatting of times and durations, a tiny DOM builder, the schedule pause/resume button;
+ * - openDialog() and form fields that show the API's per-field errors; the pause and resume dialogs.
  *
  * Plain browser JavaScript (no build step); everything hangs off window.NeonHub.
  */
@@ -611,6 +612,191 @@
     );
   }
 
+  // --- dialogs and forms --------------------------------------------------------------------
+
+  let dialogCount = 0;
+
+  /** A labelled form control with its hint and a slot for its error, tied by aria-describedby. */
+  function field(name, label, control, hint) {
+    const id = "f-" + ++dialogCount + "-" + name;
+    control.id = id;
+    control.name = name;
+    const hintNode = hint ? h("p", { class: "field-hint", id: id + "-hint", text: hint }) : null;
+    const error = h("p", { class: "field-error", id: id + "-error", hidden: true });
+    control.dataset.hint = hintNode ? hintNode.id : "";
+    if (hintNode) control.setAttribute("aria-describedby", hintNode.id);
+    const wrap = h("div", { class: "field", "data-field": name }, h("label", { for: id, text: label }), control, hintNode, error);
+    return { wrap, control, error };
+  }
+
+  function setFieldError(control, message) {
+    const error = control.id && document.getElementById(control.id + "-error");
+    if (!error) return;
+    const ids = [control.dataset.hint, message ? error.id : ""].filter(Boolean);
+    error.textContent = message || "";
+    error.hidden = !message;
+    if (message) control.setAttribute("aria-invalid", "true");
+    else control.removeAttribute("aria-invalid");
+    if (ids.length) control.setAttribute("aria-describedby", ids.join(" "));
+    else control.removeAttribute("aria-describedby");
+  }
+
+  /** Puts the API's `details` next to the fields they name; answers whether any was placed. */
+  function showFieldErrors(form, details) {
+    let first = null;
+    for (const control of form.querySelectorAll("[name]")) {
+      const messages = details && details[control.name];
+      setFieldError(control, messages ? [].concat(messages).join(" ") : "");
+      if (messages && !first) first = control;
+    }
+    if (first) first.focus();
+    return Boolean(first);
+  }
+
+  /**
+   * A modal dialog holding a form. `submit(form)` does the work: what it returns
+   * resolves the promise and closes the dialog; an ApiError it throws is shown
+   * next to the fields it names, or above the buttons. Cancel and Escape resolve
+   * with null. Focus goes into the dialog and back to where it was.
+   */
+  function openDialog({ title, intro, fields, submitLabel, submit, onOpen }) {
+    const titleId = "dialog-title-" + ++dialogCount;
+    const problem = h("p", { class: "form-error", role: "alert", hidden: true });
+    const submitButton = h("button", { type: "submit", class: "btn btn-primary", text: submitLabel });
+    const cancel = h("button", { type: "button", class: "btn btn-ghost", text: "Cancel" });
+    const form = h(
+      "form",
+      { class: "dialog-form", novalidate: true },
+      h("h2", { id: titleId, class: "dialog-title", text: title }),
+      intro ? h("p", { class: "dialog-intro", text: intro }) : null,
+      fields,
+      problem,
+      h("div", { class: "dialog-actions" }, cancel, submitButton),
+    );
+    const dialog = h("dialog", { class: "dialog", "aria-labelledby": titleId }, form);
+    const opener = document.activeElement;
+    document.body.append(dialog);
+    return new Promise((resolve) => {
+      let result = null;
+      dialog.addEventListener("close", () => {
+        dialog.remove();
+        if (opener && opener.isConnected) opener.focus();
+        resolve(result);
+      });
+      cancel.addEventListener("click", () => dialog.close());
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        if (isBusy(submitButton)) return;
+        busy(submitButton, true);
+        problem.hidden = true;
+        try {
+          result = await submit(form);
+          dialog.close();
+        } catch (error) {
+          if (!(error instanceof ApiError)) throw error;
+          const placed = showFieldErrors(form, error.details);
+          if (!placed) {
+            problem.textContent = error.message;
+            problem.hidden = false;
+          }
+          announce(error.message);
+        } finally {
+          busy(submitButton, false);
+        }
+      });
+      dialog.showModal();
+      const first = form.querySelector("input, select, textarea");
+      (first || submitButton).focus();
+      if (onOpen) onOpen(form);
+    });
+  }
+
+  /** "2026-12-03T09:00" in the browser's zone, as a datetime-local input takes it. */
+  function localInputValue(date) {
+    const local = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
+    return local.toISOString().slice(0, 16);
+  }
+
+  /** Asks for an optional note and end, then pauses; resolves with the schedule or null. */
+  function pauseSchedule(agent) {
+    const note = field("pauseNote", "Note (optional)", h("textarea", { rows: "2", maxlength: "500" }), "Why it is paused; shown on the agent's page.");
+    const until = field(
+      "pausedUntil",
+      "Paused until (optional)",
+      h("input", { type: "datetime-local", min: localInputValue(new Date()) }),
+      "Your time" + (localZone() ? " (" + localZone() + ")" : "") + ". Empty: until resumed by hand.",
+    );
+    return openDialog({
+      title: "Pause the schedule of " + agent.name,
+      intro: "No slot runs while paused. With an end, the schedule resumes by itself then.",
+      fields: [note.wrap, until.wrap],
+      submitLabel: "Pause schedule",
+      submit: () => {
+        const body = { enabled: false, pauseNote: note.control.value.trim() };
+        if (until.control.value) body.pausedUntil = new Date(until.control.value).toISOString();
+        return api("PATCH", "/api/agents/" + agent.id + "/schedule", body);
+      },
+    });
+  }
+
+  const RESUME_POLICIES = [
+    ["SKIP_MISSED", "Skip the missed slots", "Resume from the next slot on."],
+    ["RUN_LATEST", "Run the most recent missed slot", "One run now, for the latest slot missed while paused."],
+    ["RUN_ALL", "Run every missed slot", "Oldest first, the most recent 100 at most."],
+  ];
+
+  /** Offers the resume policies with a dry run of each; resolves with the schedule or null. */
+  function resumeSchedule(agent) {
+    const base = "/api/agents/" + agent.id + "/schedule";
+    const preview = h("div", { class: "resume-preview", "aria-live": "polite" });
+    const choices = RESUME_POLICIES.map(([value, label, hint], index) => {
+      const id = "resume-" + ++dialogCount;
+      return h(
+        "div",
+        { class: "choice" },
+        h("input", { type: "radio", name: "policy", id, value, checked: index === 0, "aria-describedby": id + "-hint" }),
+        h("label", { for: id, text: label }),
+        h("p", { class: "field-hint", id: id + "-hint", text: hint }),
+      );
+    });
+    const group = h("fieldset", { class: "choices" }, h("legend", { text: "Slots missed while paused" }), choices);
+    let asked = 0;
+    const chosen = (form) => form.querySelector("input[name=policy]:checked").value;
+    async function dryRun(form) {
+      const ask = ++asked;
+      fill(preview, h("p", { class: "muted", text: "Looking up the missed slots…" }));
+      try {
+        const data = await api("POST", base + "/resume", { policy: chosen(form), dryRun: true });
+        if (ask !== asked) return;
+        fill(
+          preview,
+          h("p", { class: "resume-count", text: data.runs.length ? "Would run " + data.runs.length + (data.runs.length === 1 ? " slot:" : " slots:") : "Would run no missed slot." }),
+          data.runs.length
+            ? h("ol", { class: "resume-runs", "aria-label": "Slots that would run" }, data.runs.map((run) => h("li", {}, h("time", { datetime: run, title: fullDate(run), text: dateTime(run) }))))
+            : null,
+        );
+      } catch (error) {
+        if (ask === asked) fill(preview, h("p", { class: "field-error", text: error.message }));
+      }
+    }
+    return openDialog({
+      title: "Resume the schedule of " + agent.name,
+      intro: agent.pauseNote ? "Paused: " + agent.pauseNote : null,
+      fields: [group, preview],
+      submitLabel: "Resume schedule",
+      onOpen(form) {
+        group.addEventListener("change", () => dryRun(form));
+        dryRun(form);
+      },
+      async submit(form) {
+        const data = await api("POST", base + "/resume", { policy: chosen(form), dryRun: false });
+        const detail = await api("GET", base);
+        detail.queuedRuns = data.runs;
+        return detail;
+      },
+    });
+  }
+
   window.setInterval(() => refreshRelativeTimes(), 10000);
 
   Object.assign(NH, {
@@ -640,5 +826,11 @@
     isBusy,
     scheduleToggle,
     toDate,
+    field,
+    setFieldError,
+    showFieldErrors,
+    openDialog,
+    pauseSchedule,
+    resumeSchedule,
   });
 })();

@@ -395,22 +395,25 @@
     }
   }
 
-  async function setEnabled(agent, enabled, button) {
+  /** Pausing asks for a note and an end, resuming for what to do with the missed slots. */
+  async function changeSchedule(agent, resume, button) {
     NH.busy(button, true);
     try {
-      const data = await api("PATCH", "/api/agents/" + agent.id + "/schedule", { enabled });
+      const data = await (resume ? NH.resumeSchedule(agent) : NH.pauseSchedule(agent));
+      if (!data) return;
       Object.assign(agent, {
         scheduleEnabled: data.scheduleEnabled,
         scheduleExpression: data.scheduleExpression,
         scheduleTimezone: data.scheduleTimezone,
         priority: data.priority,
         nextRunAt: data.nextRunAt,
+        pauseNote: data.pauseNote,
       });
-      const text = agent.name + (enabled ? ": schedule resumed." : ": schedule paused.");
+      const text = agent.name + (data.scheduleEnabled ? ": schedule resumed." : ": schedule paused.");
       NH.toast(text, "ok");
       NH.announce(text);
     } catch (error) {
-      NH.apiFailed(error, "Could not " + (enabled ? "resume " : "pause ") + agent.name);
+      NH.apiFailed(error, "Could not " + (resume ? "resume " : "pause ") + agent.name);
     } finally {
       NH.busy(button, false);
       renderRow(agent);
@@ -424,7 +427,7 @@
     const agent = agents.get(button.closest("tr").dataset.agentId);
     if (!agent) return;
     if (button.dataset.action === "run") runNow(agent, button);
-    else setEnabled(agent, button.dataset.action === "resume", button);
+    else changeSchedule(agent, button.dataset.action === "resume", button);
   });
 
   document.getElementById("agent-filter").addEventListener("input", syncTable);
