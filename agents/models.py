@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -245,6 +246,12 @@ class ExecutionSession(models.Model):
     worker = models.CharField(
         max_length=200, blank=True, default="", help_text="The Celery worker that ran it."
     )
+    input = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the run was asked to work on (a JSON object given to the runner); "
+        "a retry gets its run's.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -306,6 +313,33 @@ class ExecutionSession(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class RunRequestKey(models.Model):
+    """An ``Idempotency-Key`` a run request of an agent came with, and the run it queued.
+
+    The unique (agent, key) makes the database decide between two requests
+    racing with one key: the second insert fails and answers the first run.
+    A key is good for KEY_LIFETIME; an older one is replaced by its next use
+    and deleted by the daily retention prune.
+    """
+
+    KEY_LIFETIME = timedelta(hours=24)
+    MAX_LENGTH = 255
+
+    id = models.BigAutoField(primary_key=True)
+    agent = models.ForeignKey(AIAgent, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=MAX_LENGTH)
+    session = models.ForeignKey(ExecutionSession, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "key"], name="run_request_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.key}"
 
 
 class AgentSessionCount(models.Model):

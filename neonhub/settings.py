@@ -477,8 +477,9 @@ REST_FRAMEWORK = {
 }
 
 JSON_CAMEL_CASE = {
-    # Agent configuration is the user's own document: stored and returned as sent.
-    "JSON_UNDERSCOREIZE": {"ignore_fields": ("configuration",)},
+    # Agent configuration and run input are the user's own documents: stored
+    # and returned as sent.
+    "JSON_UNDERSCOREIZE": {"ignore_fields": ("configuration", "input")},
 }
 
 SIMPLE_JWT = {

@@ -54,6 +54,7 @@ class SessionContext:
         self.agent_name = agent.name
         self.attempt = session.attempt
         self.configuration: dict[str, Any] = dict(agent.configuration or {})
+        self.input: dict[str, Any] = dict(session.input or {})
         self.stopped = threading.Event()
         self.stop_reason = ""
         self._last_progress_at = 0.0

@@ -13,7 +13,8 @@ in batches, each its own short transaction, so the history stays readable
 and runs keep being recorded while a large backlog drains. The per-agent
 session counts stay exact: the database's triggers subtract what each
 delete removed. Ledger rows go with their session; slots that never had one
-(skipped, missed) go once they are older than the age rule.
+(skipped, missed) go once they are older than the age rule. Run requests'
+idempotency keys go once past their 24 hours.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from agents.models import AgentSessionCount, AIAgent, ExecutionSession
+from agents.models import AgentSessionCount, AIAgent, ExecutionSession, RunRequestKey
 from observability import metrics
 from scheduling.models import ScheduleSlot
 
@@ -78,6 +79,9 @@ def prune_sessions(
             result.by_count += _delete_sessions(beyond, result, batch_size)
     if cutoff is not None:
         result.slots += _delete_old_unrun_slots(cutoff, result, batch_size)
+    if not dry_run:
+        # Past their lifetime, keys are only replaced by their next use.
+        RunRequestKey.objects.filter(created_at__lt=now - RunRequestKey.KEY_LIFETIME).delete()
     if not dry_run:
         metrics.sessions_pruned(result.sessions)
     return result

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import random
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.utils import timezone
 
-from agents.models import AIAgent, ExecutionSession
+from agents.models import AIAgent, ExecutionSession, RunRequestKey
 from core.text import storable_text
 from observability import metrics
 from realtime import events
@@ -30,6 +31,8 @@ Trigger = ExecutionSession.Trigger
 
 # The most of a run's output or error that is kept.
 RESULT_TEXT_LIMIT = 10_000
+# The largest run input, as compact JSON in UTF-8.
+MAX_INPUT_BYTES = 64 * 1024
 
 
 def queue_run(
@@ -40,6 +43,7 @@ def queue_run(
     attempt: int = 1,
     rerun: int = 0,
     not_before: datetime | None = None,
+    input: dict[str, Any] | None = None,
 ) -> ExecutionSession | None:
     """Record a run as QUEUED; None if this slot, rerun and attempt already exist."""
     with transaction.atomic():
@@ -54,6 +58,7 @@ def queue_run(
                     priority=agent.priority,
                     scheduled_for=scheduled_for,
                     not_before=not_before or timezone.now(),
+                    input=input or {},
                 )
         except IntegrityError:
             return None
@@ -64,10 +69,34 @@ def queue_run(
     return session
 
 
-def run_now(agent: AIAgent) -> ExecutionSession:
-    session = queue_run(agent, trigger=Trigger.MANUAL, scheduled_for=timezone.now())
+def run_now(agent: AIAgent, *, input: dict[str, Any] | None = None) -> ExecutionSession:
+    session = queue_run(agent, trigger=Trigger.MANUAL, scheduled_for=timezone.now(), input=input)
     assert session is not None  # manual runs have no uniqueness rule
     return session
+
+
+def run_now_once(
+    agent: AIAgent, key: str, *, input: dict[str, Any] | None = None
+) -> tuple[ExecutionSession, bool]:
+    """run_now, unless the agent had a run request with this ``Idempotency-Key``
+    in the last 24 hours: then nothing is queued and that request's session is
+    the answer. Returns the session and whether it is the earlier request's."""
+    now = timezone.now()
+    with transaction.atomic():
+        RunRequestKey.objects.filter(
+            agent=agent, key=key, created_at__lte=now - RunRequestKey.KEY_LIFETIME
+        ).delete()
+        try:
+            with transaction.atomic():
+                session = run_now(agent, input=input)
+                RunRequestKey.objects.create(agent=agent, key=key, session=session)
+            return session, False
+        except IntegrityError:
+            # A request with this key got there first (possibly a moment ago,
+            # its insert making ours wait for its commit): its run is the answer.
+            pass
+        first = RunRequestKey.objects.select_related("session").get(agent=agent, key=key)
+        return first.session, True
 
 
 def start_run(session_id: str, worker: str) -> ExecutionSession | None:
@@ -209,6 +238,7 @@ def finish_failed(
                 attempt=session.attempt + 1,
                 rerun=session.rerun,
                 not_before=now + timedelta(seconds=delay),
+                input=session.input,
             )
             transaction.on_commit(lambda: later.call_later(delay, pacing.request_admission))
         refresh_agent_status(agent, finished=Status.FAILED)

@@ -37,6 +37,9 @@ class RunContext(Protocol):
     agent_name: str
     attempt: int
     configuration: dict[str, Any]
+    # What this run was asked to work on: the run request's ``input`` object
+    # ({} for scheduled runs); a retry gets its run's.
+    input: dict[str, Any]
 
     def report_progress(self, percent: float, message: str = "") -> None: ...
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .base import RunContext, RunFailed, Runner, config_error, expect_number
@@ -9,7 +10,8 @@ class DemoRunner(Runner):
     """Counts through a few steps; used by demos, tests and benchmarks.
 
     The first ``failTimes`` attempts of a run fail at the last step, so retries
-    can be watched end to end.
+    can be watched end to end. A run's ``input.echo`` is repeated at the end
+    of its output, so a run's input can be seen to arrive.
     """
 
     name = "demo"
@@ -36,4 +38,8 @@ class DemoRunner(Runner):
             context.report_progress(100 * step / steps, f"Step {step} of {steps}")
         if steps == 0 and context.attempt <= fail_times:
             raise RunFailed(f"Demo failure on attempt {context.attempt} of {fail_times}.")
-        return config.get("output") or f"Demo run finished {steps} steps."
+        output = config.get("output") or f"Demo run finished {steps} steps."
+        if "echo" in context.input:
+            echoed = context.input["echo"]
+            output += f" Echo: {echoed if isinstance(echoed, str) else json.dumps(echoed)}"
+        return output

@@ -58,6 +58,7 @@ class WebhookRunner(Runner):
                     "sessionId": context.session_id,
                     "attempt": context.attempt,
                     "agentName": context.agent_name,
+                    "input": context.input,
                 },
                 headers=config.get("headers") or {},
                 timeout=float(timeout),

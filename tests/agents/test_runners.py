@@ -17,12 +17,13 @@ from tests.receivers import Receiver
 
 
 class FakeContext:
-    def __init__(self, configuration, attempt=1):
+    def __init__(self, configuration, attempt=1, input=None):
         self.session_id = "s-1"
         self.agent_id = "a-1"
         self.agent_name = "Agent"
         self.attempt = attempt
         self.configuration = configuration
+        self.input = input or {}
         self.progress: list[tuple[float, str]] = []
         self.cancelled = False
 
@@ -72,6 +73,15 @@ def test_demo_with_no_steps_fails_or_succeeds_by_attempt():
 
 
 @pytest.mark.parametrize(
+    ("echo", "said"),
+    [("hello", "Echo: hello"), ({"a": [1, None]}, 'Echo: {"a": [1, null]}'), (None, "Echo: null")],
+)
+def test_demo_echoes_its_input(echo, said):
+    output = get_runner("demo").run(FakeContext({"steps": 0}, input={"echo": echo, "x": 1}))
+    assert output == f"Demo run finished 0 steps. {said}"
+
+
+@pytest.mark.parametrize(
     "configuration",
     [
         {"steps": -1},
@@ -95,7 +105,7 @@ def endpoint(settings):
     receiver.close()
 
 
-def test_webhook_calls_the_endpoint_with_the_ids(endpoint):
+def test_webhook_calls_the_endpoint_with_the_ids_and_the_input(endpoint):
     config = {
         "url": f"http://127.0.0.1:{endpoint.port}/run",
         "headers": {"X-Key": "k"},
@@ -103,10 +113,12 @@ def test_webhook_calls_the_endpoint_with_the_ids(endpoint):
     }
     runner = get_runner("webhook")
     runner.validate_configuration(config)
-    assert runner.run(FakeContext(config)) == "agent says hi"
+    run_input = {"topic": "Spring launch", "snake_case": {"keptAs": "sent"}}
+    assert runner.run(FakeContext(config, input=run_input)) == "agent says hi"
     (call,) = endpoint.received
     body = json.loads(call.body)
     assert body["agentId"] == "a-1" and body["sessionId"] == "s-1"
+    assert body["input"] == run_input
     assert (call.method, call.path, call.headers["X-Key"]) == ("POST", "/run", "k")
 
 

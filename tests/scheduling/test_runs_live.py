@@ -58,14 +58,17 @@ def test_run_now_succeeds_with_progress(worker):
     assert history["sessions"][0]["outputSummary"] == "three steps"
 
 
-def test_a_run_that_fails_once_is_retried_and_succeeds(worker):
+def test_a_run_that_fails_once_is_retried_with_its_input_and_succeeds(worker):
     agent = AgentFactory(configuration={"steps": 1, "stepSeconds": 0, "failTimes": 1})
-    client_for(agent.owner).post(f"/api/agents/{agent.pk}/run")
+    run_input = {"echo": "spring launch", "topic_id": 7}
+    client_for(agent.owner).post(f"/api/agents/{agent.pk}/run", {"input": run_input}, format="json")
 
     first, second = wait_until(finished(agent, 2), what="retry finished")
     assert (first.status, first.attempt, first.trigger) == (Status.FAILED, 1, "MANUAL")
     assert "failure" in first.error_message
     assert (second.status, second.attempt, second.trigger) == (Status.SUCCEEDED, 2, "RETRY")
+    assert first.input == second.input == run_input
+    assert second.output_summary == "Demo run finished 1 steps. Echo: spring launch"
     assert second.scheduled_for == first.scheduled_for
     # The backoff (100 ms in this worker) passed between the two attempts.
     assert (second.started_at - first.completed_at).total_seconds() >= 0.1

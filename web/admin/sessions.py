@@ -106,6 +106,7 @@ class ExecutionSessionAdmin(admin.ModelAdmin):
         "success",
         "duration",
         "progress_percent",
+        "input",
         "output_summary",
         "error_message",
         "worker",

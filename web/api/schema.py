@@ -253,7 +253,8 @@ class SchedulerStatusSerializer(SchedulerStatsSerializer):
 class RunQueuedSerializer(serializers.Serializer):
     session_id = serializers.UUIDField()
     status = serializers.CharField(
-        help_text="Always QUEUED: a worker starts it when a slot is free."
+        help_text="QUEUED: a worker starts it when a slot is free. A replayed request "
+        "(Idempotency-Key) answers the earlier run's status now."
     )
 
     class Meta:
@@ -369,6 +370,14 @@ SLOT_RANGE = [
         description="Only slots before this time; must be later than `from`.",
     ),
 ]
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+    OpenApiParameter.HEADER,
+    description="1 to 255 printable ASCII characters. A request that repeats a key used for "
+    "the same agent in the last 24 hours queues nothing and answers the earlier request's "
+    "session (with `Idempotent-Replayed: true`); the body is not compared.",
+)
 PREVIEW_PARAMETERS = [
     OpenApiParameter(
         "cronExpression",

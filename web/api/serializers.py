@@ -20,7 +20,7 @@ PRIORITY_NAMES = {choice.value: choice.name for choice in Priority}
 PRIORITY_VALUES = {name: value for value, name in PRIORITY_NAMES.items()}
 
 
-def _all_text_storable(value: Any) -> bool:
+def all_text_storable(value: Any) -> bool:
     """Whether every key and string can be stored and sent back: PostgreSQL's
     jsonb refuses NUL, and nothing can encode an unpaired surrogate."""
     stack = [value]
@@ -245,7 +245,7 @@ class AgentSerializer(serializers.ModelSerializer):
     def validate_configuration(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("Configuration must be a JSON object.")
-        if not _all_text_storable(value):
+        if not all_text_storable(value):
             raise serializers.ValidationError(
                 "Configuration text must be valid Unicode without NUL characters."
             )
@@ -290,6 +290,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "output_summary",
             "error_message",
             "progress",
+            "input",
             "created_at",
         ]
         read_only_fields = fields

@@ -42,7 +42,11 @@ def _agent_data(agent: AIAgent) -> dict[str, Any]:
 def session_data(session: ExecutionSession | None) -> dict[str, Any] | None:
     if session is None:
         return None
-    return camelize(dict(SessionSerializer(session).data))
+    data = dict(SessionSerializer(session).data)
+    # The run's input, like the configuration, is the user's own document (up
+    # to 64 KiB a run): the pages do not show it and it must never be camelized.
+    data.pop("input", None)
+    return camelize(data)
 
 
 def upcoming_run_times(agent: AIAgent, *, even_paused: bool = False) -> list[str]:

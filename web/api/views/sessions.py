@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -12,31 +16,85 @@ from scheduling import runs
 from web.api.pagination import paginate
 from web.api.schema import (
     AGENT_ID,
+    IDEMPOTENCY_KEY,
     PAGE,
     SESSION_ID,
     ErrorSerializer,
     RunQueuedSerializer,
     SessionListSerializer,
 )
-from web.api.serializers import SessionSerializer
+from web.api.serializers import SessionSerializer, all_text_storable
 from web.api.views.lookups import get_visible_agent, get_visible_session
+
+
+class RunRequestSerializer(serializers.Serializer):
+    input = serializers.JSONField(
+        required=False,
+        help_text="What the run works on: a JSON object of at most 64 KiB, handed to the "
+        "runner as context.input and returned on the session as sent. Default {}.",
+    )
+
+    class Meta:
+        ref_name = "RunRequest"
+
+    def validate_input(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Input must be a JSON object.")
+        if not all_text_storable(value):
+            raise serializers.ValidationError(
+                "Input text must be valid Unicode without NUL characters."
+            )
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > runs.MAX_INPUT_BYTES:
+            raise serializers.ValidationError(
+                f"Input must be at most {runs.MAX_INPUT_BYTES // 1024} KiB as JSON; "
+                f"this is {size:,} bytes."
+            )
+        return value
+
+
+# Visible ASCII and inner spaces: what every HTTP stack carries unchanged.
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
+        raise ValidationError({"Idempotency-Key": ["Must be 1 to 255 printable ASCII characters."]})
+    return key
 
 
 @extend_schema(
     tags=["runs"],
     operation_id="runAgent",
-    summary="Run an agent now, outside its schedule",
-    parameters=[AGENT_ID],
-    request=None,
+    summary="Run an agent now, outside its schedule, optionally with an input",
+    parameters=[AGENT_ID, IDEMPOTENCY_KEY],
+    request=RunRequestSerializer,
     responses={202: RunQueuedSerializer},
 )
 @api_view(["POST"])
 def run_agent(request: Request, agent_id: str) -> Response:
-    session = runs.run_now(get_visible_agent(request, agent_id))
-    return Response(
+    agent = get_visible_agent(request, agent_id)
+    if not isinstance(request.data, dict):
+        raise ValidationError("The request body must be a JSON object.")
+    body = RunRequestSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    run_input = body.validated_data.get("input")
+    key = _idempotency_key(request)
+    replayed = False
+    if key is None:
+        session = runs.run_now(agent, input=run_input)
+    else:
+        session, replayed = runs.run_now_once(agent, key, input=run_input)
+    response = Response(
         {"session_id": str(session.pk), "status": session.status},
         status=status.HTTP_202_ACCEPTED,
     )
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
 
 
 @extend_schema(
