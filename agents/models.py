@@ -246,6 +246,10 @@ class ExecutionSession(models.Model):
     worker = models.CharField(
         max_length=200, blank=True, default="", help_text="The Celery worker that ran it."
     )
+    log_truncated = models.BooleanField(
+        default=False,
+        help_text="The run wrote more log than a session keeps; the later lines were dropped.",
+    )
     input = models.JSONField(
         default=dict,
         blank=True,
@@ -313,6 +317,42 @@ class ExecutionSession(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class SessionLogLine(models.Model):
+    """One line a runner logged during its run (``context.log``).
+
+    A session keeps at most MAX_LINES lines and MAX_BYTES of message text;
+    past either the run's later lines are dropped and the session is marked
+    ``log_truncated``.
+    """
+
+    class Level(models.TextChoices):
+        DEBUG = "DEBUG", "Debug"
+        INFO = "INFO", "Info"
+        WARNING = "WARNING", "Warning"
+        ERROR = "ERROR", "Error"
+
+    MAX_LINES = 1000
+    MAX_BYTES = 256 * 1024
+
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(
+        ExecutionSession, on_delete=models.CASCADE, related_name="log_lines"
+    )
+    seq = models.PositiveIntegerField(help_text="The line's number in its session, from 1.")
+    at = models.DateTimeField(help_text="When the runner logged it.")
+    level = models.CharField(max_length=7, choices=Level.choices, default=Level.INFO)
+    message = models.TextField()
+
+    class Meta:
+        constraints = [
+            # Also the index of a session's lines in order, and of "after seq".
+            models.UniqueConstraint(fields=["session", "seq"], name="session_log_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} #{self.seq}"
 
 
 class RunRequestKey(models.Model):

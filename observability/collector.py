@@ -15,6 +15,7 @@ Counters (from the hashes):
   start on a worker; for a retry, the end of its backoff to its start.
 - ``neonhub_run_retries_total``: retries queued after a failed attempt.
 - ``neonhub_sessions_pruned_total``: finished sessions deleted by retention.
+- ``neonhub_log_lines_dropped_total``: run log lines past their session's bound.
 - ``neonhub_events_sent_total{event}``: lifecycle event frames handed to the
   channel layer.
 - ``neonhub_schedule_slots_total{outcome}``: slots of schedules by the outcome
@@ -180,6 +181,13 @@ def _redis_metrics(stored: _Stored) -> Iterator[Metric]:
     )
     pruned.add_metric([], int(stored.counters.get("pruned", 0)))
     yield pruned
+
+    dropped = CounterMetricFamily(
+        "neonhub_log_lines_dropped",
+        "Run log lines dropped because their session's log was full.",
+    )
+    dropped.add_metric([], int(stored.counters.get("log_lines_dropped", 0)))
+    yield dropped
 
     events = CounterMetricFamily(
         "neonhub_events_sent",

@@ -41,7 +41,7 @@ RUNS_KEY = f"{KEY_PREFIX}runs"
 RUN_DURATION_KEY = f"{KEY_PREFIX}run_duration"
 # fields "<trigger>|<upper bound>", "<trigger>|sum", "<trigger>|count"
 DISPATCH_LAG_KEY = f"{KEY_PREFIX}dispatch_lag"
-# fields "retries", "pruned"
+# fields "retries", "pruned", "log_lines_dropped"
 COUNTERS_KEY = f"{KEY_PREFIX}counters"
 # field "<event name>"
 EVENTS_KEY = f"{KEY_PREFIX}events"
@@ -154,6 +154,18 @@ def run_finished(session: Any, *, will_retry: bool = False) -> None:
             _observe(pipe, RUN_DURATION_KEY, outcome, duration, RUN_DURATION_BUCKETS)
         if will_retry:
             pipe.hincrby(COUNTERS_KEY, "retries", 1)
+
+    _write_on_commit(fill)
+
+
+@_never_raises
+def log_lines_dropped(count: int) -> None:
+    """A run logged ``count`` lines past its session's bound."""
+    if not count:
+        return
+
+    def fill(pipe: Pipeline) -> None:
+        pipe.hincrby(COUNTERS_KEY, "log_lines_dropped", count)
 
     _write_on_commit(fill)
 

@@ -19,12 +19,13 @@ from realtime.groups import (
     agent_group,
     owner_agents_group,
 )
-from realtime.publisher import send_now
+from realtime.publisher import send_all_now, send_now
 
 AGENT_STARTED = "agent:started"
 AGENT_PROGRESS = "agent:progress"
 AGENT_COMPLETED = "agent:completed"
 AGENT_FAILED = "agent:failed"
+AGENT_LOG = "agent:log"
 SCHEDULER_STATUS = "scheduler:status"
 
 
@@ -79,6 +80,16 @@ def failed_payload(
     }
 
 
+def log_payload(session: ExecutionSession, agent: AIAgent, line: Any) -> dict[str, Any]:
+    return {
+        **_agent_base(agent),
+        "sessionId": str(session.pk),
+        "seq": line.seq,
+        "level": line.level,
+        "message": line.message,
+    }
+
+
 def scheduler_status_payload(stats: dict[str, Any]) -> dict[str, Any]:
     return {**stats, "timestamp": iso(timezone.now())}
 
@@ -106,6 +117,15 @@ def emit_completed(session: ExecutionSession, agent: AIAgent) -> None:
 
 def emit_failed(session: ExecutionSession, agent: AIAgent, *, will_retry: bool) -> None:
     emit(AGENT_FAILED, failed_payload(session, agent, will_retry=will_retry), agent_groups(agent))
+
+
+def emit_log_lines(session: ExecutionSession, agent: AIAgent, lines: list[Any]) -> None:
+    """Log lines go to the agent's room only: monitoring rooms watch many agents,
+    and a log is read where one run is watched."""
+    frames = [{"event": AGENT_LOG, "data": log_payload(session, agent, line)} for line in lines]
+    if frames:
+        groups = [agent_group(agent.pk)]
+        transaction.on_commit(lambda: send_all_now(groups, frames))
 
 
 def emit_scheduler_status(stats: dict[str, Any]) -> None:

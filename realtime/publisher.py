@@ -97,6 +97,25 @@ def send_now(groups: list[str], frame: dict[str, Any]) -> None:
         logger.warning("Could not publish %s to %s", frame.get("event"), groups, exc_info=True)
 
 
+def send_all_now(groups: list[str], frames: list[dict[str, Any]]) -> None:
+    """send_now for several frames, in order, waiting once for all of them."""
+    if not frames:
+        return
+
+    async def send_all() -> None:
+        for frame in frames:
+            await send_to_groups(groups, frame)
+
+    loop = _running_loop()
+    if loop is not None:
+        loop.create_task(send_all()).add_done_callback(_log_failure)
+        return
+    try:
+        _loop_thread.submit(send_all()).result(timeout=SEND_TIMEOUT_SECONDS)
+    except Exception:
+        logger.warning("Could not publish %d frames to %s", len(frames), groups, exc_info=True)
+
+
 def _log_failure(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.warning("Could not publish an event", exc_info=task.exception())

@@ -16,6 +16,7 @@ from agents.models import ExecutionSession
 from agents.runners import RunCancelled, RunFailed, UnknownAgentType, get_runner
 from core.text import storable_text
 from scheduling import admission, pacing, runs
+from scheduling.run_logs import RunLog
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class SessionContext:
         self.attempt = session.attempt
         self.configuration: dict[str, Any] = dict(agent.configuration or {})
         self.input: dict[str, Any] = dict(session.input or {})
+        self.run_log = RunLog(session, agent)
         self.stopped = threading.Event()
         self.stop_reason = ""
         self._last_progress_at = 0.0
@@ -71,6 +73,9 @@ class SessionContext:
     def sleep(self, seconds: float) -> None:
         if self.stopped.wait(timeout=max(0.0, seconds)):
             raise RunCancelled(self.stop_reason)
+
+    def log(self, message: object, level: str = "INFO") -> None:
+        self.run_log.write(message, level)
 
     def report_progress(self, percent: float, message: str = "") -> None:
         self.check_cancelled()
@@ -111,6 +116,9 @@ class LeaseKeeper(threading.Thread):
         last_renewal = time.monotonic()
         try:
             while not self.finished.wait(self.interval):
+                # A line logged just before a long wait would otherwise sit in
+                # the buffer until the runner logs again.
+                self.context.run_log.flush_if_due()
                 if time.monotonic() >= self.deadline:
                     # Stop renewing: if the runner ignores the stop, the lease
                     # runs out and the reclaim records the timeout and frees the slot.
@@ -171,7 +179,12 @@ def _run_to_end(session: ExecutionSession) -> str | None:
     keeper.start()
     try:
         runner = get_runner(session.agent.agent_type)
-        output = runner.run(context)
+        try:
+            output = runner.run(context)
+        finally:
+            # The whole log is stored before the outcome is, so a client told
+            # that the run ended can read all of it.
+            context.run_log.flush()
     except RunCancelled as exc:
         if context.stop_reason.startswith("Run timed out"):
             _record_failure(session_id, context.stop_reason)

@@ -36,6 +36,7 @@ PATHS = {
     "/api/schedule/preview",
     "/api/sessions/{session_id}",
     "/api/sessions/{session_id}/cancel",
+    "/api/sessions/{session_id}/logs",
 }
 METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -413,6 +414,9 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
     SessionFactory(agent_id=agent_id, status="FAILED", error_message="Boom.", duration_ms=12)
     check(api.get(f"/api/agents/{agent_id}/sessions"), "/api/agents/{agent_id}/sessions", "get")
     check(api.get(f"/api/sessions/{session_id}"), "/api/sessions/{session_id}", "get")
+    logs = "/api/sessions/{session_id}/logs"
+    check(api.get(f"/api/sessions/{session_id}/logs"), logs, "get")
+    check(api.get(f"/api/sessions/{session_id}/logs?after=x"), logs, "get")
     cancel = "/api/sessions/{session_id}/cancel"
     check(api.post(f"/api/sessions/{session_id}/cancel"), cancel, "post")
     check(api.post(f"/api/sessions/{session_id}/cancel"), cancel, "post")  # already finished

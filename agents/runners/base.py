@@ -41,6 +41,10 @@ class RunContext(Protocol):
     # ({} for scheduled runs); a retry gets its run's.
     input: dict[str, Any]
 
+    def log(self, message: object, level: str = "INFO") -> None:
+        """Add a line to the run's log (DEBUG, INFO, WARNING or ERROR); kept up
+        to the session's bound, sent live to the agent's room."""
+
     def report_progress(self, percent: float, message: str = "") -> None: ...
 
     def check_cancelled(self) -> None:

@@ -31,10 +31,13 @@ class DemoRunner(Runner):
         steps = int(config.get("steps", 3))
         step_seconds = float(config.get("stepSeconds", 1.0))
         fail_times = int(config.get("failTimes", 0))
+        context.log(f"Attempt {context.attempt}: {steps} steps of {step_seconds:g} s.")
         for step in range(1, steps + 1):
             context.sleep(step_seconds)
             if step == steps and context.attempt <= fail_times:
+                context.log(f"Failing on purpose at step {step}.", level="ERROR")
                 raise RunFailed(f"Demo failure on attempt {context.attempt} of {fail_times}.")
+            context.log(f"Step {step} of {steps} done.")
             context.report_progress(100 * step / steps, f"Step {step} of {steps}")
         if steps == 0 and context.attempt <= fail_times:
             raise RunFailed(f"Demo failure on attempt {context.attempt} of {fail_times}.")

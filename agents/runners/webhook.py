@@ -67,6 +67,11 @@ class WebhookRunner(Runner):
             raise RunFailed(f"Webhook timed out after {timeout} s.") from None
         except outbound.OutboundError as exc:
             raise RunFailed(f"Webhook request failed: {exc}") from None
+        context.log(
+            f"{config.get('method', 'POST').upper()} {destination.url.host} answered "
+            f"HTTP {response.status}.",
+            level="INFO" if 200 <= response.status < 300 else "ERROR",
+        )
         if not 200 <= response.status < 300:
             raise RunFailed(f"Webhook answered HTTP {response.status}.")
         return response.text[:OUTPUT_CHARS]

@@ -25,7 +25,11 @@ class FakeContext:
         self.configuration = configuration
         self.input = input or {}
         self.progress: list[tuple[float, str]] = []
+        self.logged: list[tuple[str, str]] = []
         self.cancelled = False
+
+    def log(self, message, level="INFO"):
+        self.logged.append((level, message))
 
     def report_progress(self, percent, message=""):
         self.progress.append((percent, message))

@@ -291,6 +291,11 @@ def test_the_agent_page_catches_up_after_the_socket_drops(
         expect(page.locator("#history tbody tr").first).to_contain_text("Succeeded")
         expect(page.locator("#page-info")).to_have_text("Runs 1\u20131 of 1")
         expect(page.locator("#chart svg rect")).to_have_count(1)
+        # The missed run's log is read too: its first line, a line per step.
+        log = page.locator("#run-log .log-line")
+        expect(log).to_have_count(5)
+        expect(log.first).to_contain_text("Attempt 1: 4 steps of 0.5 s.")
+        expect(page.locator("#log-note")).to_have_text("Attempt 1, 5 lines")
 
         # Live again: the next run is watched as it happens.
         page.get_by_role("button", name="Run now").click()
@@ -298,6 +303,10 @@ def test_the_agent_page_catches_up_after_the_socket_drops(
             "aria-valuenow", "100", timeout=30_000
         )
         expect(page.locator("#page-info")).to_have_text("Runs 1\u20132 of 2")
+        # The new run's log replaced the last one's, line by line as it ran.
+        expect(log).to_have_count(5)
+        expect(log.last).to_contain_text("Step 4 of 4 done.")
+        expect(log.last.locator(".log-level")).to_have_text("INFO")
         assert_accessible(page, "agent page after a live run")
 
         page.get_by_role("button", name="Pause the schedule").click()

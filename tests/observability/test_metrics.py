@@ -38,6 +38,7 @@ DOCUMENTED = {
     "neonhub_dispatch_lag_seconds",
     "neonhub_run_retries",
     "neonhub_sessions_pruned",
+    "neonhub_log_lines_dropped",
     "neonhub_events_sent",
     "neonhub_schedule_slots",
     "neonhub_runs_queued",

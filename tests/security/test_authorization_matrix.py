@@ -101,6 +101,7 @@ AGENT_ENDPOINTS = [
 SESSION_ENDPOINTS = [
     ("get", "/api/sessions/{finished}", None),
     ("get", "/api/sessions/{queued}", None),
+    ("get", "/api/sessions/{finished}/logs", None),
     ("post", "/api/sessions/{queued}/cancel", None),
 ]
 ENDPOINTS = [
@@ -223,6 +224,7 @@ OWNER_ANSWERS = {
     ("get", "/api/agents/{agent}/slots"): 200,
     ("get", "/api/sessions/{finished}"): 200,
     ("get", "/api/sessions/{queued}"): 200,
+    ("get", "/api/sessions/{finished}/logs"): 200,
     ("post", "/api/sessions/{queued}/cancel"): 200,
 }
 

@@ -393,6 +393,7 @@ OPERATIONS = {
     "GET /api/agents/{agent_id}/slots",
     "GET /api/schedule/preview",
     "GET /api/sessions/{session_id}",
+    "GET /api/sessions/{session_id}/logs",
     "POST /api/sessions/{session_id}/cancel",
 }
 

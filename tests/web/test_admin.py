@@ -17,6 +17,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from agents.models import AIAgent, ExecutionSession, Priority
 from scheduling import pacing, runs
+from scheduling.run_logs import RunLog
 from scheduling.schedules import schedule_warnings
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
@@ -514,6 +515,33 @@ def test_sessions_cannot_be_added_changed_or_deleted(admin_client):
     assert admin_client.post(delete, {"post": "yes"}).status_code == 403
     session.refresh_from_db()
     assert session.status == ExecutionSession.Status.QUEUED
+
+
+def test_a_session_shows_its_input_and_its_log_followed_while_it_runs(admin_client, settings):
+    settings.SCHEDULER_PROGRESS_MIN_INTERVAL = 3600
+    session = SessionFactory(status=ExecutionSession.Status.RUNNING, input={"topic": "Launch"})
+    log = RunLog(session, session.agent)
+    log.write("Fetching <sources>")
+    log.write("Upstream answered 503", "ERROR")
+    log.flush()
+
+    page = admin_client.get(
+        reverse("admin:agents_executionsession_change", args=[session.pk])
+    ).content.decode()
+
+    assert "Launch" in page
+    assert "Fetching &lt;sources&gt;" in page and "<b>ERROR</b> Upstream answered 503" in page
+    assert f'data-url="/api/sessions/{session.pk}/logs" data-after="2" data-live="true"' in page
+    assert "admin/session_log.js" in page
+
+
+def test_a_finished_sessions_log_is_not_followed_and_says_it_was_truncated(admin_client):
+    session = SessionFactory(status=ExecutionSession.Status.SUCCEEDED, log_truncated=True)
+    page = admin_client.get(
+        reverse("admin:agents_executionsession_change", args=[session.pk])
+    ).content.decode()
+    assert 'data-after="0" data-live="false"' in page
+    assert "the later lines were dropped" in page
 
 
 def test_the_session_list_shows_duration_progress_and_a_short_error(admin_client):

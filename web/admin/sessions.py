@@ -8,9 +8,12 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from agents.models import ExecutionSession
+from core.dates import iso
 from scheduling import runs
 
 LATEST_SESSIONS = 10
@@ -54,6 +57,31 @@ class LatestSessionsInline(admin.TabularInline):
     @admin.display(description="duration")
     def duration(self, session: ExecutionSession) -> str:
         return format_duration(session.duration_ms)
+
+    @admin.display(description="log")
+    def log(self, session: ExecutionSession) -> str:
+        """The run's log; while it runs, admin/session_log.js adds lines as they come."""
+        lines = list(session.log_lines.order_by("seq"))
+        return format_html(
+            '<ol class="session-log" data-url="{}" data-after="{}" data-live="{}">{}</ol>{}',
+            reverse("session-logs", kwargs={"session_id": session.pk}),
+            lines[-1].seq if lines else 0,
+            "true" if not session.is_finished else "false",
+            format_html_join(
+                "",
+                '<li data-level="{}"><time datetime="{}">{}</time> <b>{}</b> {}</li>',
+                (
+                    (line.level.lower(), iso(line.at), iso(line.at), line.level, line.message)
+                    for line in lines
+                ),
+            ),
+            format_html(
+                '<p class="session-log-truncated">{}</p>',
+                "The run wrote more than a session keeps; the later lines were dropped.",
+            )
+            if session.log_truncated
+            else "",
+        )
 
     @admin.display(description="error")
     def error(self, session: ExecutionSession) -> str:
@@ -109,11 +137,16 @@ class ExecutionSessionAdmin(admin.ModelAdmin):
         "input",
         "output_summary",
         "error_message",
+        "log",
         "worker",
         "lease_expires_at",
         "created_at",
     )
     readonly_fields = fields
+
+    class Media:
+        js = ("admin/session_log.js",)
+        css = {"all": ("admin/session_log.css",)}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -131,6 +164,31 @@ class ExecutionSessionAdmin(admin.ModelAdmin):
     @admin.display(description="progress", ordering="progress")
     def progress_percent(self, session: ExecutionSession) -> str:
         return f"{session.progress}%"
+
+    @admin.display(description="log")
+    def log(self, session: ExecutionSession) -> str:
+        """The run's log; while it runs, admin/session_log.js adds lines as they come."""
+        lines = list(session.log_lines.order_by("seq"))
+        return format_html(
+            '<ol class="session-log" data-url="{}" data-after="{}" data-live="{}">{}</ol>{}',
+            reverse("session-logs", kwargs={"session_id": session.pk}),
+            lines[-1].seq if lines else 0,
+            "true" if not session.is_finished else "false",
+            format_html_join(
+                "",
+                '<li data-level="{}"><time datetime="{}">{}</time> <b>{}</b> {}</li>',
+                (
+                    (line.level.lower(), iso(line.at), iso(line.at), line.level, line.message)
+                    for line in lines
+                ),
+            ),
+            format_html(
+                '<p class="session-log-truncated">{}</p>',
+                "The run wrote more than a session keeps; the later lines were dropped.",
+            )
+            if session.log_truncated
+            else "",
+        )
 
     @admin.display(description="error")
     def error(self, session: ExecutionSession) -> str:

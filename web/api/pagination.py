@@ -30,7 +30,8 @@ class Page:
         }
 
 
-def _bounded_int(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
+def bounded_int(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
+    """The query parameter ``name`` as an integer in [minimum, maximum], or a 400 naming it."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -45,8 +46,8 @@ def _bounded_int(request: Request, name: str, default: int, minimum: int, maximu
 
 def page_bounds(request: Request) -> tuple[int, int]:
     """The request's ``limit`` and ``offset``, parsed strictly, within the contract's bounds."""
-    limit = _bounded_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _bounded_int(request, "offset", 0, 0, MAX_OFFSET)
+    limit = bounded_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = bounded_int(request, "offset", 0, 0, MAX_OFFSET)
     return limit, offset
 
 

@@ -32,7 +32,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
-from agents.models import AIAgent, CatchupPolicy, OverlapPolicy, Priority
+from agents.models import AIAgent, CatchupPolicy, OverlapPolicy, Priority, SessionLogLine
 from agents.runners import registered_types
 from scheduling.cron import KNOWN_ZONES, MAX_EXPRESSION_LENGTH
 from scheduling.services import MAX_CATCHUP_WINDOW, MAX_JITTER_SECONDS
@@ -131,6 +131,27 @@ class SlotListSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "SlotList"
+
+
+class LogLineSerializer(serializers.Serializer):
+    seq = serializers.IntegerField(min_value=1, help_text="The line's number in its run, from 1.")
+    at = serializers.DateTimeField(help_text="When the runner logged it.")
+    level = serializers.ChoiceField(choices=SessionLogLine.Level.choices)
+    message = serializers.CharField(allow_blank=True)
+
+    class Meta:
+        ref_name = "LogLine"
+
+
+class SessionLogSerializer(serializers.Serializer):
+    lines = LogLineSerializer(many=True, help_text="Oldest first, after the asked-for seq.")
+    truncated = serializers.BooleanField(
+        help_text=f"The run logged more than a session keeps ({SessionLogLine.MAX_LINES} lines, "
+        f"{SessionLogLine.MAX_BYTES // 1024} KiB); the later lines were dropped."
+    )
+
+    class Meta:
+        ref_name = "SessionLog"
 
 
 class SchedulePreviewSerializer(serializers.Serializer):
@@ -378,6 +399,20 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     "the same agent in the last 24 hours queues nothing and answers the earlier request's "
     "session (with `Idempotent-Replayed: true`); the body is not compared.",
 )
+LOG_PARAMETERS = [
+    OpenApiParameter(
+        "after",
+        {"type": "integer", "minimum": 0, "maximum": SessionLogLine.MAX_LINES, "default": 0},
+        OpenApiParameter.QUERY,
+        description="Only lines with a greater seq: the last seq already read.",
+    ),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": SessionLogLine.MAX_LINES, "default": 100},
+        OpenApiParameter.QUERY,
+        description=f"At most this many lines, 1 to {SessionLogLine.MAX_LINES}.",
+    ),
+]
 PREVIEW_PARAMETERS = [
     OpenApiParameter(
         "cronExpression",
@@ -420,7 +455,11 @@ AGENT_OPERATIONS = {
     "listSlots": "path.agent_id",
 }
 SCHEDULED_AGENT_OPERATIONS = {"resumeSchedule": "path.agent_id", "backfillAgent": "path.agent_id"}
-SESSION_OPERATIONS = {"getSession": "path.session_id", "cancelSession": "path.session_id"}
+SESSION_OPERATIONS = {
+    "getSession": "path.session_id",
+    "getSessionLogs": "path.session_id",
+    "cancelSession": "path.session_id",
+}
 
 
 def _links(operations: dict[str, str], id_at: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ urlpatterns = [
     re_path(rf"^{AGENT}/run/?$", sessions.run_agent, name="agent-run"),
     re_path(rf"^{AGENT}/sessions/?$", sessions.agent_sessions, name="agent-sessions"),
     re_path(rf"^{SESSION}/cancel/?$", sessions.cancel_session, name="session-cancel"),
+    re_path(rf"^{SESSION}/logs/?$", sessions.session_logs, name="session-logs"),
     re_path(rf"^{SESSION}/?$", sessions.session_detail, name="session-detail"),
     path("", include(router.urls)),
 ]

@@ -11,17 +11,20 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.models import AgentSessionCount
-from scheduling import runs
-from web.api.pagination import paginate
+from agents.models import AgentSessionCount, SessionLogLine
+from core.dates import iso
+from scheduling import run_logs, runs
+from web.api.pagination import bounded_int, paginate
 from web.api.schema import (
     AGENT_ID,
     IDEMPOTENCY_KEY,
+    LOG_PARAMETERS,
     PAGE,
     SESSION_ID,
     ErrorSerializer,
     RunQueuedSerializer,
     SessionListSerializer,
+    SessionLogSerializer,
 )
 from web.api.serializers import SessionSerializer, all_text_storable
 from web.api.views.lookups import get_visible_agent, get_visible_session
@@ -147,3 +150,27 @@ def cancel_session(request: Request, session_id: str) -> Response:
         )
     session.refresh_from_db()
     return Response(SessionSerializer(session).data)
+
+
+@extend_schema(
+    tags=["runs"],
+    operation_id="getSessionLogs",
+    summary="The lines a run logged, oldest first, after a seq",
+    parameters=[SESSION_ID, *LOG_PARAMETERS],
+    responses=SessionLogSerializer,
+)
+@api_view(["GET"])
+def session_logs(request: Request, session_id: str) -> Response:
+    session = get_visible_session(request, session_id)
+    after = bounded_int(request, "after", 0, 0, SessionLogLine.MAX_LINES)
+    limit = bounded_int(request, "limit", 100, 1, SessionLogLine.MAX_LINES)
+    lines = run_logs.lines_after(session, after, limit)
+    return Response(
+        {
+            "lines": [
+                {"seq": line.seq, "at": iso(line.at), "level": line.level, "message": line.message}
+                for line in lines
+            ],
+            "truncated": session.log_truncated,
+        }
+    )

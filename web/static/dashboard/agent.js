@@ -1,5 +1,6 @@
 /* One agent: its schedule (and its editor) and next runs, its current run, the
- * strip of its latest slots, a chart of recent runs and the paginated history. Rendered from the embedded state, kept current by
+ * strip of its latest slots, the live log of its current (or last) run, a chart of recent
+ * runs and the paginated history. Rendered from the embedded state, kept current by
  * the agent's WebSocket room, re-read over REST after a dropped socket.
  */
 (function () {
@@ -605,8 +606,99 @@
     }
   }
 
+  // --- run log ------------------------------------------------------------------------------
+
+  const MAX_LOG_LINES = 1000;
+  const logList = document.getElementById("run-log");
+  let log = { sessionId: null, lastSeq: 0, attempt: null, truncated: false, reading: null, again: false };
+
+  function timeOfDay(iso) {
+    return NH.toDate(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+
+  function logLine(line) {
+    const level = line.level || "INFO";
+    return h(
+      "li",
+      { class: "log-line", dataset: { level: level.toLowerCase() } },
+      h("time", { datetime: line.at || "", title: line.at ? NH.fullDate(line.at) : "", text: line.at ? timeOfDay(line.at) : "" }),
+      h("span", { class: "log-level", text: level }),
+      h("span", { class: "log-message", text: line.message }),
+    );
+  }
+
+  function renderLogState() {
+    document.getElementById("log-empty").hidden = logList.children.length > 0;
+    document.getElementById("log-truncated").hidden = !log.truncated;
+    document.getElementById("log-note").textContent = log.sessionId
+      ? (log.attempt ? "Attempt " + log.attempt + ", " : "") + logList.children.length + (logList.children.length === 1 ? " line" : " lines")
+      : "";
+  }
+
+  function appendLines(lines) {
+    const stickToEnd = logList.scrollTop + logList.clientHeight >= logList.scrollHeight - 8;
+    for (const line of lines) {
+      if (line.seq <= log.lastSeq) continue;
+      logList.appendChild(logLine(line));
+      log.lastSeq = line.seq;
+    }
+    while (logList.children.length > MAX_LOG_LINES) logList.firstChild.remove();
+    if (stickToEnd) logList.scrollTop = logList.scrollHeight;
+    renderLogState();
+  }
+
+  function showLogOf(sessionId, attempt) {
+    if (log.sessionId === sessionId) return;
+    log = { sessionId, lastSeq: 0, attempt: attempt || null, truncated: false, reading: null, again: false };
+    logList.replaceChildren();
+    renderLogState();
+    readLog();
+  }
+
+  // Reads what is missing after lastSeq over REST: on opening a run's log,
+  // after a gap in the live frames, and when the run ends. One read at a time;
+  // a request for another while one is under way reads again after it.
+  function readLog() {
+    const sessionId = log.sessionId;
+    if (!sessionId) return Promise.resolve();
+    if (log.reading) {
+      log.again = true;
+      return log.reading;
+    }
+    log.reading = (async () => {
+      try {
+        for (;;) {
+          const data = await api("GET", "/api/sessions/" + sessionId + "/logs?after=" + log.lastSeq + "&limit=" + MAX_LOG_LINES);
+          if (log.sessionId !== sessionId) return;
+          log.truncated = data.truncated;
+          appendLines(data.lines);
+          if (data.lines.length < MAX_LOG_LINES && !log.again) return;
+          log.again = false;
+        }
+      } catch (error) {
+        if (error.status !== 404) NH.apiFailed(error, "Could not read the run's log");
+      } finally {
+        if (log.sessionId === sessionId) log.reading = null;
+      }
+    })();
+    return log.reading;
+  }
+
+  function logFrame(data) {
+    if (data.sessionId !== log.sessionId) {
+      showLogOf(data.sessionId, null);
+      return;
+    }
+    if (data.seq === log.lastSeq + 1 && !log.reading) appendLines([data]);
+    else if (data.seq > log.lastSeq) readLog(); // frames were skipped: the rest is read
+  }
+
   const handlers = {
+    "agent:log"(data) {
+      logFrame(data);
+    },
     "agent:started"(data) {
+      showLogOf(data.sessionId, data.attempt);
       agent.status = "RUNNING";
       agent.lastRunAt = data.timestamp;
       board.started(agent.id, "Attempt " + data.attempt, { startedAt: data.timestamp, attempt: data.attempt, progress: 0 });
@@ -638,6 +730,7 @@
       renderSchedule();
       reloadRunsSoon();
       reloadSlotsSoon();
+      if (data.sessionId === log.sessionId) readLog();
     },
     "agent:failed"(data) {
       agent.status = data.willRetry ? "QUEUED" : "ERROR";
@@ -650,6 +743,7 @@
       renderSchedule();
       reloadRunsSoon();
       reloadSlotsSoon();
+      if (data.sessionId === log.sessionId) readLog();
     },
   };
 
@@ -660,6 +754,10 @@
       applySchedule(detail);
       const runs = await reloadRuns();
       reloadSlotsSoon();
+      // Lines logged while the socket was away.
+      const newest = runs.find((session) => session.startedAt);
+      if (newest && newest.id !== log.sessionId) showLogOf(newest.id, newest.attempt);
+      else readLog();
       if (page.offset > 0) await loadPage(page.offset);
       const active = runs.find((s) => s.status === "RUNNING") || runs.find((s) => s.status === "QUEUED");
       if (active && active.status === "RUNNING") {
@@ -705,6 +803,10 @@
   renderChart();
   renderHistory();
   reloadSlots().catch((error) => NH.apiFailed(error, "Could not load the slots"));
+  // The log of the newest run that started (the current one, or the last).
+  const logged = recent.find((session) => session.startedAt);
+  if (logged) showLogOf(logged.id, logged.attempt);
+  else renderLogState();
   if (window.ResizeObserver) {
     let lastWidth = 0;
     new ResizeObserver((entries) => {
