@@ -58,31 +58,6 @@ class LatestSessionsInline(admin.TabularInline):
     def duration(self, session: ExecutionSession) -> str:
         return format_duration(session.duration_ms)
 
-    @admin.display(description="log")
-    def log(self, session: ExecutionSession) -> str:
-        """The run's log; while it runs, admin/session_log.js adds lines as they come."""
-        lines = list(session.log_lines.order_by("seq"))
-        return format_html(
-            '<ol class="session-log" data-url="{}" data-after="{}" data-live="{}">{}</ol>{}',
-            reverse("session-logs", kwargs={"session_id": session.pk}),
-            lines[-1].seq if lines else 0,
-            "true" if not session.is_finished else "false",
-            format_html_join(
-                "",
-                '<li data-level="{}"><time datetime="{}">{}</time> <b>{}</b> {}</li>',
-                (
-                    (line.level.lower(), iso(line.at), iso(line.at), line.level, line.message)
-                    for line in lines
-                ),
-            ),
-            format_html(
-                '<p class="session-log-truncated">{}</p>',
-                "The run wrote more than a session keeps; the later lines were dropped.",
-            )
-            if session.log_truncated
-            else "",
-        )
-
     @admin.display(description="error")
     def error(self, session: ExecutionSession) -> str:
         return Truncator(session.error_message).chars(ERROR_PREVIEW)
