@@ -747,7 +747,10 @@
     },
   };
 
-  async function refresh() {
+  let refreshRetry = null;
+
+  async function refresh(attempt = 0) {
+    window.clearTimeout(refreshRetry);
     try {
       const [fresh, detail] = await Promise.all([api("GET", base), api("GET", base + "/schedule")]);
       agent = Object.assign(agent, fresh);
@@ -769,7 +772,10 @@
         NH.toast("This agent no longer exists.", "error");
         return;
       }
-      NH.apiFailed(error, "Could not refresh");
+      // A socket can be back a moment before a busy server answers requests:
+      // the page must not stay behind what it missed, so it asks again.
+      if (attempt < 4) refreshRetry = window.setTimeout(() => refresh(attempt + 1), 2000 * (attempt + 1));
+      else NH.apiFailed(error, "Could not refresh");
     }
     renderHeader();
     renderSchedule();
@@ -830,7 +836,7 @@
       const handler = handlers[frame.event];
       if (handler && frame.data && frame.data.agentId === agent.id) handler(frame.data);
     },
-    onReconnect: refresh,
+    onReconnect: () => refresh(),
   }).connect();
 
   NH.agentPage = { refresh, reloadRuns };
