@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Priority(models.IntegerChoices):
@@ -414,3 +415,53 @@ class AgentSessionCount(models.Model):
             # triggers to keep one (a vendor other than PostgreSQL or SQLite).
             return ExecutionSession.objects.filter(agent_id=agent_id).count()
         return total
+
+
+class AuditEntry(models.Model):
+    """One change to an agent or its schedule: when, who, through which surface, what.
+
+    Written by the services in the transaction of the change (``agents.audit``).
+    Entries outlive their agent, so the trail keeps who deleted it: the agent
+    column is a plain reference the database does not tie to the agents table.
+    """
+
+    class Source(models.TextChoices):
+        API = "API", "API"
+        ADMIN = "ADMIN", "Admin"
+        BEAT_ADMIN = "BEAT_ADMIN", "Beat admin"
+        SYSTEM = "SYSTEM", "System"
+
+    id = models.BigAutoField(primary_key=True)
+    agent = models.ForeignKey(
+        AIAgent,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    at = models.DateTimeField(default=timezone.now, help_text="When the change was made.")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The user who made the change; empty for the system.",
+    )
+    actor_name = models.CharField(
+        max_length=150,
+        help_text='The user\'s name when they made the change, or "system".',
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    action = models.CharField(max_length=64, help_text="What was done, e.g. schedule.paused.")
+    changes = models.JSONField(
+        default=dict, blank=True, help_text="Each changed field: [old, new], as the API shows it."
+    )
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["agent", "-at", "-id"], name="audit_history")]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} {self.action} by {self.actor_name}"

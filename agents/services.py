@@ -8,6 +8,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import QuerySet
 
+from agents import audit
+from agents.audit import SYSTEM, Actor
 from agents.models import AIAgent, ExecutionSession
 
 # The contract's exact answers (no full stop) for an agent or a session the user
@@ -42,20 +44,32 @@ def can_see_agent(user: AbstractBaseUser | AnonymousUser, agent: AIAgent) -> boo
 
 @transaction.atomic
 def create_agent(
-    *, owner: AbstractBaseUser, name: str, agent_type: str, configuration: dict[str, Any]
+    *,
+    owner: AbstractBaseUser,
+    name: str,
+    agent_type: str,
+    configuration: dict[str, Any],
+    actor: Actor = SYSTEM,
 ) -> AIAgent:
-    return AIAgent.objects.create(
+    agent = AIAgent.objects.create(
         owner_id=owner.pk, name=name, agent_type=agent_type, configuration=configuration
     )
+    audit.record(agent, actor, audit.Action.AGENT_CREATED, audit.created(agent))
+    return agent
 
 
 @transaction.atomic
-def update_agent(agent: AIAgent, **changes: Any) -> AIAgent:
-    allowed = {"name", "agent_type", "configuration"}
+def update_agent(agent: AIAgent, *, actor: Actor = SYSTEM, **changes: Any) -> AIAgent:
+    allowed = set(audit.AGENT_FIELDS)
     unknown = set(changes) - allowed
     if unknown:
         raise TypeError(f"update_agent cannot change {', '.join(sorted(unknown))}")
+    # Read under the lock: the agent handed in may be older than the row.
+    current = AIAgent.objects.select_for_update().get(pk=agent.pk)
+    before = audit.snapshot(current, audit.AGENT_FIELDS)
     for field, value in changes.items():
         setattr(agent, field, value)
     agent.save(update_fields=[*changes, "updated_at"])
+    after = audit.snapshot(agent, audit.AGENT_FIELDS)
+    audit.record(agent, actor, audit.Action.AGENT_UPDATED, audit.diff(before, after))
     return agent

@@ -16,7 +16,10 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from agents import audit
+from agents.audit import SYSTEM, Actor
 from agents.models import AIAgent, ExecutionSession
+from core.dates import iso
 from scheduling.models import ScheduleSlot
 from scheduling.services import NoSchedule, ScheduleFieldError
 from scheduling.slot_runs import SlotRun, queue_slot_runs, slot_states, slots_from
@@ -37,11 +40,13 @@ def backfill(
     end: datetime,
     rerun: bool = False,
     now: datetime | None = None,
+    actor: Actor = SYSTEM,
 ) -> Backfilled:
     """Queue a run for every slot of the agent's schedule in [start, end).
 
     Raises ScheduleFieldError naming the field (start, end, rerun), NoSchedule
-    and CronError, and then changes nothing.
+    and CronError, and then changes nothing. A backfill that queued runs is
+    recorded in the audit trail (the request, and how many it queued).
     """
     now = now or timezone.now()
     for field, moment in (("start", start), ("end", end)):
@@ -87,5 +92,13 @@ def backfill(
             outcome=ScheduleSlot.Outcome.BACKFILL,
             now=now,
         )
+        request = {"start": iso(start), "end": iso(end), "rerun": rerun, "queued": len(queued)}
+        if queued:
+            audit.record(
+                agent,
+                actor,
+                audit.Action.BACKFILL,
+                {field: [None, value] for field, value in request.items()},
+            )
     # A slot recorded by beat between our read and our write kept beat's decision.
     return Backfilled(queued, skipped + len(plans) - len(queued))

@@ -17,6 +17,8 @@ from datetime import datetime
 from django.db import models, transaction
 from django.utils import timezone
 
+from agents import audit
+from agents.audit import SYSTEM, Actor
 from agents.models import AIAgent, ExecutionSession
 from scheduling.cron import CronError
 from scheduling.models import ScheduleSlot
@@ -47,7 +49,12 @@ class Resumed:
 
 
 def resume_schedule(
-    agent: AIAgent, *, policy: str, dry_run: bool = False, now: datetime | None = None
+    agent: AIAgent,
+    *,
+    policy: str,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    actor: Actor = SYSTEM,
 ) -> Resumed:
     """Resume a paused schedule, running the missed slots ``policy`` asks for.
 
@@ -73,7 +80,7 @@ def resume_schedule(
         plans = _missed_runs(agent, policy, now)
         if dry_run:
             return Resumed([plan.slot for plan in plans], False)
-        agent = set_schedule(agent, enabled=True)
+        agent = set_schedule(agent, enabled=True, actor=actor)
         queued = queue_slot_runs(
             agent,
             plans,
@@ -115,7 +122,9 @@ def end_snoozes(*, now: datetime | None = None) -> list[uuid.UUID]:
                 )
                 if agent is None:
                     continue
-                set_schedule(agent, enabled=True)
+                set_schedule(
+                    agent, enabled=True, actor=SYSTEM, action=audit.Action.SCHEDULE_SNOOZE_ENDED
+                )
         except (CronError, NoSchedule):
             # Left as it is, this would be tried (and fail) again every second.
             AIAgent.objects.filter(pk=pk, paused_until__lte=now).update(paused_until=None)

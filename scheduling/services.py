@@ -23,6 +23,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from agents import audit
+from agents.audit import SYSTEM, Actor
 from agents.models import AIAgent, CatchupPolicy, OverlapPolicy
 from scheduling.cron import (
     CronError,
@@ -112,15 +114,19 @@ def set_schedule(
     jitter_seconds: int | _Unset = UNSET,
     pause_note: str | _Unset = UNSET,
     paused_until: datetime | _Unset | None = UNSET,
+    actor: Actor = SYSTEM,
+    action: str | None = None,
 ) -> AIAgent:
     """Create or change the agent's schedule.
 
     Raises CronError / TimezoneError / NoSchedule / ScheduleFieldError, and
     then changes nothing. A pause records when it began (resuming with a
     policy runs the slots missed since); ``paused_until`` pauses until then;
-    resuming clears the note and the snooze.
+    resuming clears the note and the snooze. A real change is recorded in the
+    audit trail as ``action`` (by default what the change did: set, pause, ...).
     """
     agent = AIAgent.objects.select_for_update().get(pk=agent.pk)
+    before = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
     new_expression = agent.schedule_expression if expression is UNSET else expression
     if expression is UNSET and not new_expression:
         raise NoSchedule("This agent has no schedule yet: create one with POST first.")
@@ -153,6 +159,10 @@ def set_schedule(
     agent.next_run_at = compute_next_run(agent)
     _sync_beat_rows(agent, cron)
     agent.save()
+    after = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
+    audit.record(
+        agent, actor, action or audit.schedule_action(before, after), audit.diff(before, after)
+    )
     return agent
 
 
@@ -238,7 +248,15 @@ def _apply_pause(
 
 
 @transaction.atomic
-def remove_schedule(agent: AIAgent) -> AIAgent:
+def remove_schedule(agent: AIAgent, *, actor: Actor = SYSTEM) -> AIAgent:
+    before = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
+    _clear_schedule(agent)
+    after = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
+    audit.record(agent, actor, audit.Action.SCHEDULE_REMOVED, audit.diff(before, after))
+    return agent
+
+
+def _clear_schedule(agent: AIAgent) -> None:
     task = agent.periodic_task
     agent.periodic_task = None
     agent.schedule_expression = None
@@ -264,13 +282,14 @@ def remove_schedule(agent: AIAgent) -> AIAgent:
             task.delete()
             if crontab is not None and not crontab.periodictask_set.exists():
                 crontab.delete()
-    return agent
 
 
 @transaction.atomic
-def delete_agent(agent: AIAgent) -> None:
+def delete_agent(agent: AIAgent, *, actor: Actor = SYSTEM) -> None:
+    # One entry says it all: the schedule goes with the agent, unrecorded.
+    audit.record(agent, actor, audit.Action.AGENT_DELETED, audit.deleted(agent))
     # The beat entry must go with the agent, or beat would keep firing it.
-    remove_schedule(agent)
+    _clear_schedule(agent)
     agent.delete()
 
 
@@ -343,11 +362,13 @@ def mirror_beat_edits(tasks: Iterable[PeriodicTask]) -> None:
             logger.warning("Beat entry %s holds a schedule agents cannot use", task.name)
 
 
+@transaction.atomic
 def mirror_beat_edit(task: PeriodicTask) -> None:
     """Bring an agent in line with its PeriodicTask after an edit in the beat admin."""
-    agent = AIAgent.objects.filter(periodic_task=task).first()
+    agent = AIAgent.objects.select_for_update().filter(periodic_task=task).first()
     if agent is None or task.crontab is None:
         return
+    before = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
     crontab = task.crontab
     actual = {field: str(getattr(crontab, field)) for field in CRONTAB_FIELDS}
     current = parse_cron(agent.schedule_expression) if agent.schedule_expression else None
@@ -373,6 +394,15 @@ def mirror_beat_edit(task: PeriodicTask) -> None:
         updated_at=timezone.now(),
         **pause,
     )
+    for field, value in pause.items():
+        setattr(agent, field, value)
+    after = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
+    audit.record(
+        agent,
+        audit.beat_admin_actor(),
+        audit.schedule_action(before, after),
+        audit.diff(before, after),
+    )
 
 
 def forget_deleted_task(agent_id: str) -> None:
@@ -381,12 +411,18 @@ def forget_deleted_task(agent_id: str) -> None:
         agent_uuid = uuid.UUID(agent_id)
     except ValueError:
         return
-    AIAgent.objects.filter(pk=agent_uuid).update(
-        schedule_expression=None,
-        schedule_enabled=False,
-        next_run_at=None,
-        updated_at=timezone.now(),
-    )
+    with transaction.atomic():
+        agent = AIAgent.objects.select_for_update().filter(pk=agent_uuid).first()
+        if agent is None:
+            return
+        before = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
+        agent.schedule_expression, agent.schedule_enabled, agent.next_run_at = None, False, None
+        agent.save(
+            update_fields=["schedule_expression", "schedule_enabled", "next_run_at", "updated_at"]
+        )
+        after = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
+        removed = audit.diff(before, after)
+        audit.record(agent, audit.beat_admin_actor(), audit.Action.SCHEDULE_REMOVED, removed)
 
 
 def refresh_next_run(agent: AIAgent, *, after: datetime | None = None) -> None:

@@ -33,6 +33,7 @@ PATHS = {
     "/api/agents/{agent_id}/run",
     "/api/agents/{agent_id}/sessions",
     "/api/agents/{agent_id}/slots",
+    "/api/agents/{agent_id}/audit",
     "/api/schedule/preview",
     "/api/sessions/{session_id}",
     "/api/sessions/{session_id}/cancel",
@@ -133,7 +134,12 @@ def test_auth_is_a_jwt_bearer_token(spec):
             assert {"jwtAuth": []} in operation["security"], (path, method)
 
 
-LISTS = ("/api/agents", "/api/agents/{agent_id}/sessions", "/api/agents/{agent_id}/slots")
+LISTS = (
+    "/api/agents",
+    "/api/agents/{agent_id}/sessions",
+    "/api/agents/{agent_id}/slots",
+    "/api/agents/{agent_id}/audit",
+)
 
 
 def test_lists_take_limit_and_offset(spec):
@@ -408,6 +414,10 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
     late = {**day, "end": "2999-01-01T00:00:00Z"}
     check(api.post(f"/api/agents/{agent_id}/backfill", late, format="json"), backfill, "post")
     check(api.get("/api/agents/scheduler/status"), "/api/agents/scheduler/status", "get")
+    audit_template = "/api/agents/{agent_id}/audit"
+    trail = check(api.get(f"/api/agents/{agent_id}/audit"), audit_template, "get")
+    assert trail["data"]["entries"][-1]["action"] == "agent.created"
+    check(api.get(f"/api/agents/{agent_id}/audit?limit=0"), audit_template, "get")
 
     queued = check(api.post(f"/api/agents/{agent_id}/run"), "/api/agents/{agent_id}/run", "post")
     session_id = queued["data"]["sessionId"]
@@ -443,7 +453,8 @@ def test_the_documented_bounds_are_the_bounds_enforced(api, user, no_broker):
     agent = AgentFactory(owner=user)
     sessions = f"/api/agents/{agent.pk}/sessions"
     slots = f"/api/agents/{agent.pk}/slots"
-    for path in ("/api/agents", sessions, slots):
+    trail = f"/api/agents/{agent.pk}/audit"
+    for path in ("/api/agents", sessions, slots, trail):
         for query, status in [
             ("limit=1", 200),
             ("limit=100", 200),

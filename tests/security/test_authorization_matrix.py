@@ -97,6 +97,7 @@ AGENT_ENDPOINTS = [
     ("post", "/api/agents/{agent}/run", None),
     ("get", "/api/agents/{agent}/sessions", None),
     ("get", "/api/agents/{agent}/slots", None),
+    ("get", "/api/agents/{agent}/audit", None),
 ]
 SESSION_ENDPOINTS = [
     ("get", "/api/sessions/{finished}", None),
@@ -222,6 +223,7 @@ OWNER_ANSWERS = {
     ("post", "/api/agents/{agent}/run"): 202,
     ("get", "/api/agents/{agent}/sessions"): 200,
     ("get", "/api/agents/{agent}/slots"): 200,
+    ("get", "/api/agents/{agent}/audit"): 200,
     ("get", "/api/sessions/{finished}"): 200,
     ("get", "/api/sessions/{queued}"): 200,
     ("get", "/api/sessions/{finished}/logs"): 200,

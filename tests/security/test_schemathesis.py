@@ -391,6 +391,7 @@ OPERATIONS = {
     "POST /api/agents/{agent_id}/run",
     "GET /api/agents/{agent_id}/sessions",
     "GET /api/agents/{agent_id}/slots",
+    "GET /api/agents/{agent_id}/audit",
     "GET /api/schedule/preview",
     "GET /api/sessions/{session_id}",
     "GET /api/sessions/{session_id}/logs",

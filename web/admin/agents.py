@@ -13,9 +13,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from agents import services
-from agents.models import AIAgent
+from agents import audit, services
+from agents.audit import Actor
+from agents.models import AIAgent, AuditEntry
 from agents.runners import ConfigurationError, get_runner, registered_types
+from core.dates import iso
 from scheduling import runs
 from scheduling import services as schedules
 from scheduling.cron import (
@@ -41,6 +43,11 @@ SERVICE_ARGUMENTS = {
     **{field: field for field in (*POLICY_FIELDS, *PAUSE_FIELDS)},
 }
 FORM_FIELDS = {argument: field for field, argument in SERVICE_ARGUMENTS.items()}
+LATEST_CHANGES = 20
+
+
+def admin_actor(request: HttpRequest) -> Actor:
+    return Actor.user(request.user, AuditEntry.Source.ADMIN)
 
 
 class _TrialOnly(Exception):
@@ -217,6 +224,7 @@ class AIAgentAdmin(admin.ModelAdmin):
         "beat_entry",
         "created_at",
         "updated_at",
+        "audit_trail",
     )
     fieldsets = (
         (None, {"fields": ("owner", "name", "agent_type", "configuration")}),
@@ -262,6 +270,14 @@ class AIAgentAdmin(admin.ModelAdmin):
                     "created_at",
                     "updated_at",
                 ),
+            },
+        ),
+        (
+            "Changes",
+            {
+                "description": f"The latest {LATEST_CHANGES} changes to the agent and its "
+                "schedule, newest first; GET /api/agents/{id}/audit has them all.",
+                "fields": ("audit_trail",),
             },
         ),
     )
@@ -331,6 +347,39 @@ class AIAgentAdmin(admin.ModelAdmin):
         url = reverse("admin:django_celery_beat_periodictask_change", args=[agent.periodic_task_id])
         return format_html('<a href="{}">{}</a>', url, schedules.periodic_task_name(agent))
 
+    @admin.display(description="changes")
+    def audit_trail(self, agent: AIAgent) -> str:
+        entries = list(audit.entries_of(agent)[:LATEST_CHANGES]) if agent.pk else []
+        if not entries:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    iso(entry.at),
+                    entry.actor_name,
+                    entry.get_source_display(),
+                    entry.action,
+                    format_html_join(
+                        "",
+                        "<div><code>{}</code>: {} → {}</div>",
+                        (
+                            (field, audit.as_text(old), audit.as_text(new))
+                            for field, (old, new) in entry.changes.items()
+                        ),
+                    ),
+                )
+                for entry in entries
+            ),
+        )
+        return format_html(
+            '<table class="audit-trail"><thead><tr><th scope="col">when</th>'
+            '<th scope="col">who</th><th scope="col">through</th><th scope="col">what</th>'
+            '<th scope="col">changes</th></tr></thead><tbody>{}</tbody></table>',
+            rows,
+        )
+
     # --- saving and deleting ---------------------------------------------------------
 
     def save_model(self, request: HttpRequest, obj: AIAgent, form: AgentAdminForm, change: bool):
@@ -338,13 +387,14 @@ class AIAgentAdmin(admin.ModelAdmin):
         if change:
             changed = {field: data[field] for field in AGENT_FIELDS if field in form.changed_data}
             if changed:
-                services.update_agent(obj, **changed)
+                services.update_agent(obj, actor=admin_actor(request), **changed)
         else:
             created = services.create_agent(
                 owner=data["owner"],
                 name=data["name"],
                 agent_type=data["agent_type"],
                 configuration=data.get("configuration") or {},
+                actor=admin_actor(request),
             )
             # The admin goes on with `obj` (log entry, redirect): make it the saved row.
             obj.pk = created.pk
@@ -358,18 +408,18 @@ class AIAgentAdmin(admin.ModelAdmin):
         agent = AIAgent.objects.get(pk=obj.pk)
         if not data.get("schedule_expression"):
             if agent.schedule_expression or agent.periodic_task_id:
-                schedules.remove_schedule(agent)
+                schedules.remove_schedule(agent, actor=admin_actor(request))
                 self.message_user(request, f"The schedule of “{agent}” was removed.")
             return
         # The form's trial of these same changes passed.
-        schedules.set_schedule(agent, **form.schedule_changes(data))
+        schedules.set_schedule(agent, actor=admin_actor(request), **form.schedule_changes(data))
 
     def delete_model(self, request: HttpRequest, obj: AIAgent) -> None:
-        schedules.delete_agent(obj)
+        schedules.delete_agent(obj, actor=admin_actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AIAgent]) -> None:
         for agent in queryset.select_related("periodic_task"):
-            schedules.delete_agent(agent)
+            schedules.delete_agent(agent, actor=admin_actor(request))
 
     # --- actions ---------------------------------------------------------------------
 
@@ -397,7 +447,7 @@ class AIAgentAdmin(admin.ModelAdmin):
             if not agent.schedule_expression:
                 skipped += 1
                 continue
-            schedules.set_schedule(agent, enabled=enabled)
+            schedules.set_schedule(agent, enabled=enabled, actor=admin_actor(request))
             changed += 1
         verb = "Resumed" if enabled else "Paused"
         text = f"{verb} the schedule of {_agents(changed)}."

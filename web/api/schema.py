@@ -37,7 +37,13 @@ from agents.runners import registered_types
 from scheduling.cron import KNOWN_ZONES, MAX_EXPRESSION_LENGTH
 from scheduling.services import MAX_CATCHUP_WINDOW, MAX_JITTER_SECONDS
 from web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
-from web.api.serializers import AgentSerializer, PriorityField, SessionSerializer, SlotSerializer
+from web.api.serializers import (
+    AgentSerializer,
+    AuditEntrySerializer,
+    PriorityField,
+    SessionSerializer,
+    SlotSerializer,
+)
 
 # --- envelopes --------------------------------------------------------------------
 
@@ -108,6 +114,15 @@ class SessionListSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "SessionList"
+
+
+@extend_schema_serializer(many=False)
+class AuditListSerializer(serializers.Serializer):
+    entries = AuditEntrySerializer(many=True, help_text="Newest first.")
+    pagination = PaginationSerializer()
+
+    class Meta:
+        ref_name = "AuditList"
 
 
 class SlotPaginationSerializer(PaginationSerializer):
@@ -453,6 +468,7 @@ AGENT_OPERATIONS = {
     "runAgent": "path.agent_id",
     "listSessions": "path.agent_id",
     "listSlots": "path.agent_id",
+    "listAuditEntries": "path.agent_id",
 }
 SCHEDULED_AGENT_OPERATIONS = {"resumeSchedule": "path.agent_id", "backfillAgent": "path.agent_id"}
 SESSION_OPERATIONS = {

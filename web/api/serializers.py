@@ -11,7 +11,7 @@ from rest_framework.fields import empty
 from rest_framework.utils import html
 from rest_framework_simplejwt import serializers as jwt_serializers
 
-from agents.models import AIAgent, ExecutionSession, Priority
+from agents.models import AIAgent, AuditEntry, ExecutionSession, Priority
 from agents.runners import ConfigurationError, UnknownAgentType, get_runner, registered_types
 from core.text import is_storable
 from scheduling.models import ScheduleSlot
@@ -313,6 +313,33 @@ class SlotSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "Slot"
+
+
+class AuditEntrySerializer(serializers.Serializer):
+    """One change to an agent or its schedule, as ``agents.audit`` recorded it."""
+
+    at = serializers.DateTimeField(help_text="When the change was made.")
+    actor = serializers.CharField(
+        source="actor_name", help_text='The username of who made it, or "system".'
+    )
+    source = serializers.ChoiceField(
+        choices=AuditEntry.Source.choices,
+        help_text="Through what: the API, the agent admin, the beat admin (an edit of the "
+        "agent's beat entry, mirrored onto the agent) or the system (a snooze that ended).",
+    )
+    action = serializers.CharField(
+        help_text="What was done: agent.created, agent.updated, agent.deleted, schedule.set, "
+        "schedule.changed, schedule.paused, schedule.resumed, schedule.snooze_ended, "
+        "schedule.removed or backfill."
+    )
+    changes = serializers.DictField(
+        child=serializers.ListField(child=serializers.JSONField(), min_length=2, max_length=2),
+        help_text="Each changed field, by the name the API gives it, as [old, new] as the API "
+        "shows them; null for none.",
+    )
+
+    class Meta:
+        ref_name = "AuditEntry"
 
 
 class TokenObtainPairSerializer(jwt_serializers.TokenObtainPairSerializer):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import include, path, re_path
 from rest_framework.routers import SimpleRouter
 
-from web.api.views import preview, schedule_actions, schedules, sessions, slots
+from web.api.views import audit, preview, schedule_actions, schedules, sessions, slots
 from web.api.views.agents import AgentViewSet
 from web.api.views.auth import TokenRefresh, TokenView
 
@@ -35,6 +35,7 @@ urlpatterns = [
     ),
     re_path(rf"^{AGENT}/schedule/?$", schedules.agent_schedule, name="agent-schedule"),
     re_path(rf"^{AGENT}/slots/?$", slots.agent_slots, name="agent-slots"),
+    re_path(rf"^{AGENT}/audit/?$", audit.agent_audit, name="agent-audit"),
     re_path(r"^schedule/preview/?$", preview.schedule_preview, name="schedule-preview"),
     re_path(rf"^{AGENT}/backfill/?$", schedule_actions.backfill_agent, name="agent-backfill"),
     re_path(rf"^{AGENT}/run/?$", sessions.run_agent, name="agent-run"),

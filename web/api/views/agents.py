@@ -11,7 +11,7 @@ from web.api.pagination import paginate
 from web.api.renderers import MessageResponse
 from web.api.schema import ID, PAGE, AgentListSerializer, MessageSerializer
 from web.api.serializers import AgentSerializer
-from web.api.views.lookups import get_visible_agent, signed_in_user
+from web.api.views.lookups import api_actor, get_visible_agent, signed_in_user
 
 
 @extend_schema(tags=["agents"])
@@ -65,6 +65,7 @@ class AgentViewSet(viewsets.ViewSet):
             name=serializer.validated_data["name"],
             agent_type=serializer.validated_data["agent_type"],
             configuration=serializer.validated_data.get("configuration", {}),
+            actor=api_actor(request),
         )
         return Response(AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
 
@@ -75,7 +76,7 @@ class AgentViewSet(viewsets.ViewSet):
         agent = get_visible_agent(request, pk)
         serializer = AgentSerializer(agent, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        agent = services.update_agent(agent, **serializer.validated_data)
+        agent = services.update_agent(agent, actor=api_actor(request), **serializer.validated_data)
         return Response(AgentSerializer(agent).data)
 
     def update(self, request: Request, pk: str) -> Response:
@@ -83,5 +84,5 @@ class AgentViewSet(viewsets.ViewSet):
         return self.partial_update(request, pk)
 
     def destroy(self, request: Request, pk: str) -> Response:
-        schedules.delete_agent(get_visible_agent(request, pk))
+        schedules.delete_agent(get_visible_agent(request, pk), actor=api_actor(request))
         return MessageResponse("Agent deleted successfully")

@@ -6,7 +6,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from rest_framework.exceptions import NotAuthenticated, NotFound
 from rest_framework.request import Request
 
-from agents.models import AIAgent, ExecutionSession
+from agents.audit import Actor
+from agents.models import AIAgent, AuditEntry, ExecutionSession
 from agents.services import AGENT_NOT_FOUND, SESSION_NOT_FOUND, visible_agents, visible_sessions
 
 
@@ -23,6 +24,11 @@ def signed_in_user(request: Request) -> AbstractBaseUser:
     if not isinstance(user, AbstractBaseUser):
         raise NotAuthenticated()
     return user
+
+
+def api_actor(request: Request) -> Actor:
+    """Who a change made through this request is recorded as."""
+    return Actor.user(request.user, AuditEntry.Source.API)
 
 
 def get_visible_agent(request: Request, agent_id: str, *, for_update: bool = False) -> AIAgent:

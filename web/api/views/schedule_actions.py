@@ -21,7 +21,7 @@ from scheduling.cron import CronError
 from scheduling.services import NoSchedule, ScheduleFieldError
 from web.api.schema import AGENT_ID, BackfillResultSerializer, ResumeResultSerializer
 from web.api.serializers import StrictBooleanField
-from web.api.views.lookups import get_visible_agent
+from web.api.views.lookups import api_actor, get_visible_agent
 
 
 class AwareDateTimeField(serializers.DateTimeField):
@@ -112,7 +112,9 @@ def resume_schedule(request: Request, agent_id: str) -> Response:
     agent = get_visible_agent(request, agent_id)
     values = _valid(ResumeSerializer, request.data)
     try:
-        result = resume.resume_schedule(agent, policy=values["policy"], dry_run=values["dry_run"])
+        result = resume.resume_schedule(
+            agent, policy=values["policy"], dry_run=values["dry_run"], actor=api_actor(request)
+        )
     except AIAgent.DoesNotExist:
         raise NotFound(AGENT_NOT_FOUND) from None
     except (ScheduleFieldError, NoSchedule, CronError) as exc:
@@ -136,7 +138,11 @@ def backfill_agent(request: Request, agent_id: str) -> Response:
     values = _valid(BackfillSerializer, request.data)
     try:
         result = backfill.backfill(
-            agent, start=values["start"], end=values["end"], rerun=values["rerun"]
+            agent,
+            start=values["start"],
+            end=values["end"],
+            rerun=values["rerun"],
+            actor=api_actor(request),
         )
     except AIAgent.DoesNotExist:
         raise NotFound(AGENT_NOT_FOUND) from None

@@ -35,7 +35,7 @@ from web.api.serializers import (
     StrictIntegerField,
     TimezoneField,
 )
-from web.api.views.lookups import get_visible_agent
+from web.api.views.lookups import api_actor, get_visible_agent
 
 
 def _seconds_range(maximum: int) -> dict[str, Any]:
@@ -149,14 +149,14 @@ def _schedule_detail(agent: AIAgent) -> dict[str, Any]:
     return data
 
 
-def _change_schedule(agent: AIAgent, data: dict[str, Any], *, creating: bool) -> AIAgent:
-    serializer = ScheduleChangeSerializer(data=data, partial=not creating)
+def _change_schedule(request: Request, agent: AIAgent, *, creating: bool) -> AIAgent:
+    serializer = ScheduleChangeSerializer(data=request.data, partial=not creating)
     serializer.is_valid(raise_exception=True)
     values = serializer.validated_data
     # Only the fields sent reach the service: set_schedule leaves the rest alone.
     changes = {SERVICE_ARGUMENTS.get(field, field): value for field, value in values.items()}
     with schedule_field_errors():
-        return services.set_schedule(agent, **changes)
+        return services.set_schedule(agent, actor=api_actor(request), **changes)
 
 
 @contextmanager
@@ -205,11 +205,11 @@ def agent_schedule(request: Request, agent_id: str) -> Response:
     if request.method == "GET":
         return Response(_schedule_detail(agent))
     if request.method == "DELETE":
-        services.remove_schedule(agent)
+        services.remove_schedule(agent, actor=api_actor(request))
         return MessageResponse("Agent unscheduled successfully")
     if not isinstance(request.data, dict):
         raise ValidationError("The request body must be a JSON object.")
-    agent = _change_schedule(agent, request.data, creating=request.method == "POST")
+    agent = _change_schedule(request, agent, creating=request.method == "POST")
     return Response(_schedule_summary(agent))
 
 
