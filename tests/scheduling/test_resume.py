@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from agents.models import AIAgent, ExecutionSession
+from agents.models import AIAgent, AuditEntry, ExecutionSession
 from scheduling import pacing, resume
 from scheduling.models import ScheduleSlot
 from scheduling.services import NoSchedule, ScheduleFieldError, set_schedule
@@ -204,6 +204,22 @@ def test_a_snooze_that_ended_resumes_the_schedule_and_skips_the_missed_slots(cap
         f"Schedule of agent {ended.pk} ({ended.name}) resumed by the system: its snooze ended"
         in caplog.messages
     )
+
+
+def test_the_end_of_a_snooze_is_the_systems_entry_in_the_audit_trail():
+    now = timezone.now()
+    agent = snoozed_agent(now - timedelta(minutes=5))
+    resume.end_snoozes(now=now)
+    entry = AuditEntry.objects.filter(agent_id=agent.pk).order_by("-at", "-id").first()
+    assert (entry.source, entry.actor_name, entry.actor_id, entry.action) == (
+        "SYSTEM",
+        "system",
+        None,
+        "schedule.snooze_ended",
+    )
+    assert entry.changes["scheduleEnabled"] == [False, True]
+    assert entry.changes["pauseNote"] == ["Quiet.", ""]
+    assert entry.changes["pausedUntil"][1] is None
 
 
 def test_the_beat_tick_ends_snoozes():
