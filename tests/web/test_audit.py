@@ -1,4 +1,4 @@
-"""The audit trail: an entry for every change, from every surface, and GET /api/agents/{id}/audit."""
+"""The audit trail: an entry for every change, from every surface, and its API."""
 
 from __future__ import annotations
 
@@ -121,9 +121,8 @@ def test_backfill_is_an_entry_and_a_run_is_not(api, user):
     agent = scheduled("0 * * * *", owner=user)
     before = len(trail(agent.pk))
     api.post(f"/api/agents/{agent.pk}/run")
-    api.post(
-        f"/api/agents/{agent.pk}/schedule/resume", {"policy": "RUN_ALL", "dryRun": True}, format="json"
-    )
+    dry_run = {"policy": "RUN_ALL", "dryRun": True}
+    api.post(f"/api/agents/{agent.pk}/schedule/resume", dry_run, format="json")
     assert len(trail(agent.pk)) == before
     start = (timezone.now() - timedelta(hours=3)).replace(minute=30, second=0, microsecond=0)
     body = {"start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat()}
