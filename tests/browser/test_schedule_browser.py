@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from agents.audit import Actor
 from agents.models import AIAgent, ExecutionSession
 from scheduling.models import ScheduleSlot
 from scheduling.services import set_schedule
@@ -242,4 +243,29 @@ def test_the_slot_strip_shows_each_outcome_by_pointer_and_keyboard(
     expect(slots).to_have_count(7, timeout=30_000)
     expect(slots.nth(1)).to_be_focused()
     expect(slots.last).to_have_attribute("data-outcome", "MISSED")
+    assert page_errors == []
+
+
+def test_the_changes_card_lists_the_trail_and_follows_the_pages_own_changes(
+    web, operator, page: Page, page_errors
+):
+    _, port = web
+    agent = AgentFactory(owner=operator, name="Audited", configuration={"steps": 1})
+    set_schedule(agent, expression="0 9 * * *", actor=Actor.user(operator, "API"))
+    open_agent_page(page, port, operator, agent)
+    changes = page.get_by_role("list", name="Changes")
+    first = changes.get_by_role("listitem").first
+    expect(first).to_contain_text("operator (API) · Set the schedule")
+    expect(first).to_contain_text("scheduleExpression: none → 0 9 * * *")
+
+    page.get_by_role("button", name="Pause the schedule").click()
+    dialog = page.get_by_role("dialog", name="Pause the schedule of Audited")
+    dialog.get_by_label("Note (optional)").fill("Quiet week")
+    dialog.get_by_role("button", name="Pause schedule").click()
+    expect(page.locator("#schedule-state")).to_have_text("Paused")
+    # The page's own change shows up without a reload, newest first.
+    expect(first).to_contain_text("operator (API) · Paused the schedule")
+    expect(first).to_contain_text("pauseNote: none → Quiet week")
+    expect(changes.locator(":scope > li")).to_have_count(2)
+    assert_accessible(page, "agent page with its changes")
     assert page_errors == []

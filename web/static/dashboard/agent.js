@@ -1,6 +1,6 @@
 /* One agent: its schedule (and its editor) and next runs, its current run, the
  * strip of its latest slots, the live log of its current (or last) run, a chart of recent
- * runs and the paginated history. Rendered from the embedded state, kept current by
+ * runs, the paginated history and the latest changes. Rendered from the embedded state, kept current by
  * the agent's WebSocket room, re-read over REST after a dropped socket.
  */
 (function () {
@@ -24,6 +24,8 @@
   let lastDueRefresh = 0;
   let slots = []; // newest first, as the API answers
   let slotsTimer = null;
+  let changesTimer = null;
+  const changesShown = 20;
   const statusInterval = (initial.statusInterval || 10) * 1000;
 
   const board = new NH.RunBoard(document.getElementById("running-list"), document.getElementById("running-empty"), {
@@ -91,6 +93,7 @@
       NH.toast(text + (queued ? " Queued " + queued + (queued === 1 ? " missed slot." : " missed slots.") : ""), "ok");
       NH.announce(text);
       if (queued) reloadSlotsSoon();
+      reloadChangesSoon();
     } catch (error) {
       NH.apiFailed(error, "Could not " + (resume ? "resume" : "pause") + " the schedule");
     } finally {
@@ -310,6 +313,7 @@
       applySchedule(detail);
       renderHeader();
       renderSchedule();
+      reloadChangesSoon();
       NH.toast("Schedule saved.", "ok");
       NH.announce("Schedule saved: " + (detail.description || detail.scheduleExpression) + ".");
     });
@@ -416,8 +420,68 @@
   }
 
   window.setInterval(() => {
-    if (document.visibilityState === "visible") reloadSlots().catch(() => {});
+    if (document.visibilityState !== "visible") return;
+    reloadSlots().catch(() => {});
+    // Changes made elsewhere (the admin, another tab) show up without a reload.
+    reloadChanges().catch(() => {});
   }, statusInterval);
+
+  // --- changes ------------------------------------------------------------------------------
+
+  const ACTIONS = {
+    "agent.created": "Created the agent",
+    "agent.updated": "Changed the agent",
+    "agent.deleted": "Deleted the agent",
+    "schedule.set": "Set the schedule",
+    "schedule.changed": "Changed the schedule",
+    "schedule.paused": "Paused the schedule",
+    "schedule.resumed": "Resumed the schedule",
+    "schedule.snooze_ended": "Resumed the schedule: its snooze ended",
+    "schedule.removed": "Removed the schedule",
+    backfill: "Backfilled",
+  };
+  const SOURCES = { API: "API", ADMIN: "admin", BEAT_ADMIN: "beat admin", SYSTEM: "system" };
+
+  function changeValue(value) {
+    if (value === null || value === undefined || value === "") return h("em", { text: "none" });
+    return h("code", { text: typeof value === "string" ? value : JSON.stringify(value) });
+  }
+
+  function changeItem(entry) {
+    const who = entry.source === "SYSTEM" ? "The system" : entry.actor + " (" + (SOURCES[entry.source] || entry.source) + ")";
+    const fields = Object.entries(entry.changes);
+    return h(
+      "li",
+      { class: "change" },
+      h(
+        "p",
+        { class: "change-head" },
+        h("time", { datetime: entry.at, title: NH.fullDate(entry.at), text: NH.dateTime(entry.at) }),
+        " · ",
+        h("strong", { text: who }),
+        " · ",
+        ACTIONS[entry.action] || entry.action,
+      ),
+      fields.length
+        ? h(
+            "ul",
+            { class: "change-fields", "aria-label": "Fields changed" },
+            fields.map(([name, [before, after]]) => h("li", {}, h("span", { class: "change-field", text: name + ": " }), changeValue(before), " → ", changeValue(after))),
+          )
+        : null,
+    );
+  }
+
+  async function reloadChanges() {
+    const data = await api("GET", base + "/audit?limit=" + changesShown);
+    fill(document.getElementById("changes"), data.entries.map(changeItem));
+    document.getElementById("changes-empty").hidden = data.entries.length > 0;
+  }
+
+  function reloadChangesSoon() {
+    window.clearTimeout(changesTimer);
+    changesTimer = window.setTimeout(() => reloadChanges().catch(() => {}), 300);
+  }
 
   // --- chart --------------------------------------------------------------------------------
 
@@ -761,6 +825,7 @@
       const newest = runs.find((session) => session.startedAt);
       if (newest && newest.id !== log.sessionId) showLogOf(newest.id, newest.attempt);
       else readLog();
+      reloadChangesSoon();
       if (page.offset > 0) await loadPage(page.offset);
       const active = runs.find((s) => s.status === "RUNNING") || runs.find((s) => s.status === "QUEUED");
       if (active && active.status === "RUNNING") {
@@ -813,6 +878,7 @@
   const logged = recent.find((session) => session.startedAt);
   if (logged) showLogOf(logged.id, logged.attempt);
   else renderLogState();
+  reloadChanges().catch((error) => NH.apiFailed(error, "Could not load the changes"));
   if (window.ResizeObserver) {
     let lastWidth = 0;
     new ResizeObserver((entries) => {
