@@ -435,7 +435,7 @@ PLAUSIBLE = {
 }
 
 STATEFUL = settings(
-    max_examples=12,
+    max_examples=25,
     stateful_step_count=12,
     derandomize=True,
     deadline=None,
@@ -469,22 +469,19 @@ def test_scenarios_following_the_links_work_on_the_objects_they_create(alice, st
     FollowingLinks.run(settings=STATEFUL)
 
     # Every operation on a created agent was reached, and answered from behind the
-    # ownership check. (Session ids take one link more; the test above makes sure
-    # every operation meets objects that exist.)
-    succeeded = {label for label, codes in answered.items() if any(c < 300 for c in codes)}
-    taking_agent_ids = {label for label in OPERATIONS if "{id}" in label or "{agent_id}" in label}
-    # Changing a schedule, resuming and backfilling work only on a scheduled
-    # (for resume, paused) agent, two links deep, which a dozen scenarios do not
-    # reach reliably (whether they do shifts with every change to the schema):
-    # the per-operation test above fuzzes them, and their API tests cover
-    # ownership and real answers.
-    scheduled_only = {
-        "PATCH /api/agents/{agent_id}/schedule",
-        "POST /api/agents/{agent_id}/schedule/resume",
-        "POST /api/agents/{agent_id}/backfill",
+    # ownership check: Alice's own new agent was found (a 2xx, or a 400 about the
+    # body, which views check after the lookup), never 404. Which of them also
+    # succeed depends on the generated bodies and shifts with every change to the
+    # schema; their API tests cover the real answers. (Session ids take one link
+    # more; the test above makes sure every operation meets objects that exist.)
+    past_the_lookup = {
+        label
+        for label, codes in answered.items()
+        if any(code < 500 and code not in (401, 403, 404) for code in codes)
     }
-    missing = taking_agent_ids - scheduled_only - succeeded
-    assert not missing, missing
+    taking_agent_ids = {label for label in OPERATIONS if "{id}" in label or "{agent_id}" in label}
+    missing = taking_agent_ids - past_the_lookup
+    assert not missing, {label: answered.get(label) for label in missing}
 
 
 # --- inputs the generator rarely produces ----------------------------------------------
