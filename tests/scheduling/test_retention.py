@@ -12,7 +12,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from agents.models import AgentSessionCount, AIAgent, ExecutionSession
+from agents.models import (
+    AgentSessionCount,
+    AIAgent,
+    ExecutionSession,
+    RunRequestKey,
+    SessionLogLine,
+)
 from neonhub.settings import daily_at
 from scheduling import tasks
 from scheduling.models import ScheduleSlot
@@ -119,6 +125,20 @@ def test_ledger_rows_go_with_their_sessions_and_unrun_slots_with_age():
         kept_ran.pk,
         kept_missed.pk,
     }
+
+
+def test_a_pruned_session_takes_its_log_and_its_request_key_with_it():
+    agent = AgentFactory()
+    old = session(agent, days_old=100)
+    kept = session(agent, days_old=1)
+    for run in (old, kept):
+        SessionLogLine.objects.create(session=run, seq=1, at=run.created_at, message="hello")
+        RunRequestKey.objects.create(agent=agent, key=f"key-{run.pk}", session=run)
+
+    prune_sessions(now=NOW, days=90, per_agent=0)
+
+    assert set(SessionLogLine.objects.values_list("session_id", flat=True)) == {kept.pk}
+    assert set(RunRequestKey.objects.values_list("session_id", flat=True)) == {kept.pk}
 
 
 def test_a_dry_run_changes_nothing_and_says_what_the_real_run_then_does():
