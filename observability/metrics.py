@@ -158,28 +158,26 @@ def run_finished(session: Any, *, will_retry: bool = False) -> None:
     _write_on_commit(fill)
 
 
-@_never_raises
-def log_lines_dropped(count: int) -> None:
-    """A run logged ``count`` lines past its session's bound."""
+def _count(field: str, count: int) -> None:
     if not count:
         return
 
     def fill(pipe: Pipeline) -> None:
-        pipe.hincrby(COUNTERS_KEY, "log_lines_dropped", count)
+        pipe.hincrby(COUNTERS_KEY, field, count)
 
     _write_on_commit(fill)
+
+
+@_never_raises
+def log_lines_dropped(count: int) -> None:
+    """A run logged ``count`` lines past its session's bound."""
+    _count("log_lines_dropped", count)
 
 
 @_never_raises
 def sessions_pruned(count: int) -> None:
     """Retention deleted ``count`` finished sessions."""
-    if not count:
-        return
-
-    def fill(pipe: Pipeline) -> None:
-        pipe.hincrby(COUNTERS_KEY, "pruned", count)
-
-    _write_on_commit(fill)
+    _count("pruned", count)
 
 
 @_never_raises

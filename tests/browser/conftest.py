@@ -23,6 +23,16 @@ from tests.processes import (
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
+# The marks of every browser test module: real processes, a real database,
+# and Chromium, without which they are skipped before any process is started.
+BROWSER_TEST_MARKS = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)",
+    ),
+]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
@@ -13,7 +12,7 @@ from agents.models import AIAgent, ExecutionSession
 from scheduling import runs
 from scheduling.services import set_schedule
 from tests.browser.conftest import (
-    CHROMIUM,
+    BROWSER_TEST_MARKS,
     OUTPUT,
     PASSWORD,
     SERVER_ENV,
@@ -23,15 +22,7 @@ from tests.browser.conftest import (
 from tests.factories import AgentFactory, SessionFactory
 from tests.processes import start_daphne, wait_until
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.django_db(transaction=True),
-    # Checked before any process is started for nothing.
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_TEST_MARKS
 
 DEMO = {"steps": 4, "stepSeconds": 0.5}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
@@ -13,17 +12,10 @@ from agents.audit import Actor
 from agents.models import AIAgent, ExecutionSession
 from scheduling.models import ScheduleSlot
 from scheduling.services import set_schedule
-from tests.browser.conftest import CHROMIUM, assert_accessible, sign_in
+from tests.browser.conftest import BROWSER_TEST_MARKS, assert_accessible, sign_in
 from tests.factories import AgentFactory
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_TEST_MARKS
 
 
 def open_agent_page(page: Page, port: int, operator, agent: AIAgent) -> None:

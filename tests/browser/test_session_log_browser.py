@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from agents.models import ExecutionSession
 from scheduling.run_logs import RunLog
-from tests.browser.conftest import CHROMIUM, sign_in
+from tests.browser.conftest import BROWSER_TEST_MARKS, sign_in
 from tests.factories import AgentFactory, SessionFactory
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_TEST_MARKS
 
 
 def test_the_session_admin_adds_lines_while_the_run_goes_on(web, operator, page: Page, page_errors):

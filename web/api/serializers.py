@@ -186,6 +186,18 @@ class AwareDateTimeField(serializers.DateTimeField):
             raise serializers.ValidationError(str(exc)) from None
 
 
+def storable_object(value: Any, name: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object whose text every database stores, else a
+    ValidationError starting with ``name``."""
+    if not isinstance(value, dict):
+        raise serializers.ValidationError(f"{name} must be a JSON object.")
+    if not all_text_storable(value):
+        raise serializers.ValidationError(
+            f"{name} text must be valid Unicode without NUL characters."
+        )
+    return value
+
+
 class AgentSerializer(serializers.ModelSerializer):
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
@@ -243,13 +255,7 @@ class AgentSerializer(serializers.ModelSerializer):
         return value
 
     def validate_configuration(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Configuration must be a JSON object.")
-        if not all_text_storable(value):
-            raise serializers.ValidationError(
-                "Configuration text must be valid Unicode without NUL characters."
-            )
-        return value
+        return storable_object(value, "Configuration")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         agent_type = attrs.get("agent_type") or getattr(self.instance, "agent_type", None)

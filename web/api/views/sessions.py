@@ -26,7 +26,7 @@ from web.api.schema import (
     SessionListSerializer,
     SessionLogSerializer,
 )
-from web.api.serializers import SessionSerializer, all_text_storable
+from web.api.serializers import SessionSerializer, storable_object
 from web.api.views.lookups import get_visible_agent, get_visible_session
 
 
@@ -41,12 +41,7 @@ class RunRequestSerializer(serializers.Serializer):
         ref_name = "RunRequest"
 
     def validate_input(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("Input must be a JSON object.")
-        if not all_text_storable(value):
-            raise serializers.ValidationError(
-                "Input text must be valid Unicode without NUL characters."
-            )
+        storable_object(value, "Input")
         size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
         if size > runs.MAX_INPUT_BYTES:
             raise serializers.ValidationError(
