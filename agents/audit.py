@@ -43,6 +43,7 @@ class Action:
     SCHEDULE_SNOOZE_ENDED = "schedule.snooze_ended"
     SCHEDULE_REMOVED = "schedule.removed"
     BACKFILL = "backfill"
+    ALERTS_CHANGED = "alerts.changed"
 
 
 @dataclass(frozen=True)

@@ -187,15 +187,19 @@ class Destination:
         method: str,
         *,
         json: Any = None,
+        body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> Response:
-        """Call the destination at one of its checked addresses; ``timeout`` bounds the call."""
+        """Call the destination at one of its checked addresses; ``timeout`` bounds the call.
+
+        ``body`` is sent as it is (say, bytes that were signed); ``json`` is
+        encoded here.
+        """
         request_headers = HTTPHeaderDict(headers or {})
         request_headers.discard("host")
         request_headers["Host"] = self.url.host_header
-        body = None
         if json is not None:
             body = jsonlib.dumps(json).encode()
             request_headers.setdefault("Content-Type", "application/json")
@@ -306,11 +310,17 @@ def send(
     url: str,
     *,
     json: Any = None,
+    body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Response:
     """Resolve and check ``url``, then call it; raises OutboundError."""
     return resolve_destination(url).send(
-        method, json=json, headers=headers, timeout=timeout, max_body_bytes=max_body_bytes
+        method,
+        json=json,
+        body=body,
+        headers=headers,
+        timeout=timeout,
+        max_body_bytes=max_body_bytes,
     )

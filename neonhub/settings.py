@@ -14,6 +14,7 @@ from typing import overload
 from urllib.parse import urlsplit
 
 import dj_database_url
+import dj_email_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
@@ -446,6 +447,33 @@ SCHEDULER_TYPE_LIMITS = (
 AGENT_WEBHOOK_ALLOWED_HOSTS = env_list("AGENT_WEBHOOK_ALLOWED_HOSTS", [])
 AGENT_PYTHON_CALLABLES = env_list("AGENT_PYTHON_CALLABLES", [])
 
+# --- Alerts ----------------------------------------------------------------------------
+
+# Alert emails go through Django's email backend: EMAIL_URL names it
+# ("smtp://user:password@host:587/?tls=True", "console:", ...). Without it,
+# mail is printed with DEBUG on and sent to an SMTP server on localhost:25
+# otherwise, which fails visibly on the channel until one is configured.
+_email_url = env_str("EMAIL_URL")
+if _email_url:
+    _email = dj_email_url.parse(_email_url)
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST, EMAIL_PORT = _email["EMAIL_HOST"] or "localhost", _email["EMAIL_PORT"] or 25
+    EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+    EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+    EMAIL_USE_TLS, EMAIL_USE_SSL = _email["EMAIL_USE_TLS"], _email["EMAIL_USE_SSL"]
+    EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
+elif DEBUG:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("ALERT_EMAIL_FROM", "NeonHub <neonhub@localhost>")
+EMAIL_TIMEOUT = 10
+# Seconds one webhook or Slack notification may take.
+ALERT_SEND_TIMEOUT = env_float("ALERT_SEND_TIMEOUT", 10.0, minimum=0.1)
+# A notification that fails is tried again after 5 s, 10 s, 20 s ... up to
+# ALERT_RETRY_MAX_SECONDS between tries, ALERT_MAX_ATTEMPTS times in all.
+ALERT_MAX_ATTEMPTS = env_int("ALERT_MAX_ATTEMPTS", 8, minimum=1)
+ALERT_RETRY_BASE_SECONDS = env_float("ALERT_RETRY_BASE_SECONDS", 5.0, minimum=0.1)
+ALERT_RETRY_MAX_SECONDS = env_float("ALERT_RETRY_MAX_SECONDS", 300.0, minimum=0.1)
+
 # --- REST API ------------------------------------------------------------------------
 
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "100/15m")
@@ -512,6 +540,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AgentStatusEnum": "agents.models.AIAgent.Status",
         "SessionStatusEnum": "agents.models.ExecutionSession.Status",
+        "AlertChannelKindEnum": "scheduling.models.AlertChannel.Kind",
+        "AlertKindEnum": "scheduling.models.Incident.Kind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

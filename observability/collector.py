@@ -16,6 +16,11 @@ Counters (from the hashes):
 - ``neonhub_run_retries_total``: retries queued after a failed attempt.
 - ``neonhub_sessions_pruned_total``: finished sessions deleted by retention.
 - ``neonhub_log_lines_dropped_total``: run log lines past their session's bound.
+- ``neonhub_alerts_opened_total{kind}``: incidents opened (LATE, OVERRUN,
+  FAILING, PAUSED).
+- ``neonhub_notifications_total{channel_kind, outcome}``: tries to send an
+  alert notification, by channel kind (webhook, email, slack) and outcome
+  (sent, failed); a notification retried three times counts three.
 - ``neonhub_events_sent_total{event}``: lifecycle event frames handed to the
   channel layer.
 - ``neonhub_schedule_slots_total{outcome}``: slots of schedules by the outcome
@@ -78,6 +83,8 @@ class _Stored:
     counters: dict[str, str]
     events: dict[str, str]
     slots: dict[str, str]
+    alerts: dict[str, str]
+    notifications: dict[str, str]
     workers_alive: int
     beat_age: float | None
 
@@ -95,9 +102,13 @@ def _read_redis() -> _Stored:
         metrics.COUNTERS_KEY,
         metrics.EVENTS_KEY,
         metrics.SLOTS_KEY,
+        metrics.ALERTS_KEY,
+        metrics.NOTIFICATIONS_KEY,
     ):
         pipe.hgetall(key)
-    runs, run_duration, dispatch_lag, counters, events, slots = (_decode(m) for m in pipe.execute())
+    runs, run_duration, dispatch_lag, counters, events, slots, alerts, notifications = (
+        _decode(m) for m in pipe.execute()
+    )
     return _Stored(
         runs=runs,
         run_duration=run_duration,
@@ -105,6 +116,8 @@ def _read_redis() -> _Stored:
         counters=counters,
         events=events,
         slots=slots,
+        alerts=alerts,
+        notifications=notifications,
         workers_alive=heartbeats.alive_workers(),
         beat_age=beat_heartbeat_age(),
     )
@@ -188,6 +201,26 @@ def _redis_metrics(stored: _Stored) -> Iterator[Metric]:
     )
     dropped.add_metric([], int(stored.counters.get("log_lines_dropped", 0)))
     yield dropped
+
+    alerts = CounterMetricFamily(
+        "neonhub_alerts_opened", "Alert incidents opened, by kind.", labels=["kind"]
+    )
+    for kind in sorted(set(metrics.ALERT_KINDS) | set(stored.alerts)):
+        alerts.add_metric([kind], int(stored.alerts.get(kind, 0)))
+    yield alerts
+
+    notifications = CounterMetricFamily(
+        "neonhub_notifications",
+        "Tries to send an alert notification, by channel kind and outcome (sent, failed).",
+        labels=["channel_kind", "outcome"],
+    )
+    pairs = {(kind, outcome) for kind in metrics.CHANNEL_KINDS for outcome in ("sent", "failed")}
+    pairs |= {tuple(field.split("|", 1)) for field in stored.notifications if "|" in field}  # type: ignore[misc]
+    for kind, outcome in sorted(pairs):
+        notifications.add_metric(
+            [kind, outcome], int(stored.notifications.get(f"{kind}|{outcome}", 0))
+        )
+    yield notifications
 
     events = CounterMetricFamily(
         "neonhub_events_sent",

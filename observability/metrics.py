@@ -43,6 +43,10 @@ RUN_DURATION_KEY = f"{KEY_PREFIX}run_duration"
 DISPATCH_LAG_KEY = f"{KEY_PREFIX}dispatch_lag"
 # fields "retries", "pruned", "log_lines_dropped"
 COUNTERS_KEY = f"{KEY_PREFIX}counters"
+# field "<incident kind>"
+ALERTS_KEY = f"{KEY_PREFIX}alerts"
+# field "<channel kind>|<sent or failed>"
+NOTIFICATIONS_KEY = f"{KEY_PREFIX}notifications"
 # field "<event name>"
 EVENTS_KEY = f"{KEY_PREFIX}events"
 # field "<slot outcome>"
@@ -50,6 +54,8 @@ SLOTS_KEY = f"{KEY_PREFIX}slots"
 
 OUTCOMES = ("succeeded", "failed", "cancelled")
 TRIGGERS = ("schedule", "manual", "retry", "backfill")
+ALERT_KINDS = ("LATE", "OVERRUN", "FAILING", "PAUSED")
+CHANNEL_KINDS = ("webhook", "email", "slack")
 SLOT_OUTCOMES = ("queued", "ran", "skipped", "cancelled", "missed", "backfill")
 
 # Seconds. Runs range from a demo's second to the hour-long run timeout.
@@ -193,6 +199,28 @@ def slots_recorded(outcomes: dict[str, int]) -> None:
             pipe.hincrby(SLOTS_KEY, outcome, count)
 
     _write_on_commit(fill)
+
+
+@_never_raises
+def alert_opened(kind: str) -> None:
+    """An incident of ``kind`` opened, once its transaction commits."""
+    label = str(kind)
+
+    def fill(pipe: Pipeline) -> None:
+        pipe.hincrby(ALERTS_KEY, label, 1)
+
+    _write_on_commit(fill)
+
+
+@_never_raises
+def notification_tried(channel_kind: str, *, sent: bool) -> None:
+    """A notification reached its channel, or one try to send it failed."""
+    field = f"{channel_kind}|{'sent' if sent else 'failed'}"
+
+    def fill(pipe: Pipeline) -> None:
+        pipe.hincrby(NOTIFICATIONS_KEY, field, 1)
+
+    _write(fill)
 
 
 @_never_raises

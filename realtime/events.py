@@ -26,6 +26,8 @@ AGENT_PROGRESS = "agent:progress"
 AGENT_COMPLETED = "agent:completed"
 AGENT_FAILED = "agent:failed"
 AGENT_LOG = "agent:log"
+AGENT_ALERT = "agent:alert"
+AGENT_ALERT_RESOLVED = "agent:alert_resolved"
 SCHEDULER_STATUS = "scheduler:status"
 
 
@@ -90,6 +92,15 @@ def log_payload(session: ExecutionSession, agent: AIAgent, line: Any) -> dict[st
     }
 
 
+def alert_payload(incident: Any, agent: AIAgent) -> dict[str, Any]:
+    return {
+        **_agent_base(agent),
+        "alertId": str(incident.pk),
+        "kind": incident.kind,
+        "message": incident.message,
+    }
+
+
 def scheduler_status_payload(stats: dict[str, Any]) -> dict[str, Any]:
     return {**stats, "timestamp": iso(timezone.now())}
 
@@ -126,6 +137,15 @@ def emit_log_lines(session: ExecutionSession, agent: AIAgent, lines: list[Any]) 
     if frames:
         groups = [agent_group(agent.pk)]
         transaction.on_commit(lambda: send_all_now(groups, frames))
+
+
+def emit_alert(incident: Any, agent: AIAgent) -> None:
+    emit(AGENT_ALERT, alert_payload(incident, agent), agent_groups(agent))
+
+
+def emit_alert_resolved(incident: Any, agent: AIAgent) -> None:
+    payload = {**alert_payload(incident, agent), "resolution": incident.resolution}
+    emit(AGENT_ALERT_RESOLVED, payload, agent_groups(agent))
 
 
 def emit_scheduler_status(stats: dict[str, Any]) -> None:

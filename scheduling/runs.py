@@ -22,7 +22,7 @@ from agents.models import AIAgent, ExecutionSession, RunRequestKey
 from core.text import storable_text
 from observability import metrics
 from realtime import events
-from scheduling import later, pacing, slots
+from scheduling import alerts, later, pacing, slots
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ def start_run(session_id: str, worker: str) -> ExecutionSession | None:
         session.agent.last_run_at = now
         if session.trigger == Trigger.SCHEDULE and session.attempt == 1:
             slots.mark_started(session.pk)
+            alerts.run_started(session, session.agent)
         events.emit_started(session, session.agent)
         metrics.run_started(session)
     return session
@@ -191,6 +192,7 @@ def finish_succeeded(
         )
         events.emit_completed(session, agent)
         metrics.run_finished(session)
+        alerts.run_ended(session, agent)
         if not admit_inline:
             transaction.on_commit(_after_run_finished)
     return True
@@ -244,6 +246,7 @@ def finish_failed(
         refresh_agent_status(agent, finished=Status.FAILED)
         events.emit_failed(session, agent, will_retry=will_retry)
         metrics.run_finished(session, will_retry=will_retry)
+        alerts.run_ended(session, agent, final_failure=not will_retry)
         if not admit_inline:
             transaction.on_commit(_after_run_finished)
     return True
@@ -296,6 +299,7 @@ def cancel_session(session: ExecutionSession, *, reason: str = "Cancelled.") -> 
             slots.mark_cancelled(session.pk, f"{reason.rstrip('.')} before its run started.")
         refresh_agent_status(session.agent, finished=Status.CANCELLED)
         metrics.run_finished(session)
+        alerts.run_ended(session, session.agent)
         transaction.on_commit(_after_run_finished)
     return True
 

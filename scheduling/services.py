@@ -26,6 +26,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from agents import audit
 from agents.audit import SYSTEM, Actor
 from agents.models import AIAgent, CatchupPolicy, OverlapPolicy
+from scheduling import incidents
 from scheduling.cron import (
     CronError,
     CronExpression,
@@ -34,6 +35,7 @@ from scheduling.cron import (
     parse_cron,
     validate_timezone,
 )
+from scheduling.models import Incident
 
 DISPATCH_TASK = "scheduling.dispatch_scheduled_run"
 PERIODIC_TASK_PREFIX = "agent:"
@@ -159,6 +161,8 @@ def set_schedule(
     agent.next_run_at = compute_next_run(agent)
     _sync_beat_rows(agent, cron)
     agent.save()
+    if agent.schedule_enabled and not was_enabled:
+        incidents.resolve_incidents(agent, [Incident.Kind.PAUSED], "The schedule was resumed.")
     after = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
     audit.record(
         agent, actor, action or audit.schedule_action(before, after), audit.diff(before, after)
@@ -251,6 +255,7 @@ def _apply_pause(
 def remove_schedule(agent: AIAgent, *, actor: Actor = SYSTEM) -> AIAgent:
     before = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
     _clear_schedule(agent)
+    incidents.resolve_incidents(agent, [Incident.Kind.PAUSED], "The schedule was removed.")
     after = audit.snapshot(agent, audit.SCHEDULE_FIELDS)
     audit.record(agent, actor, audit.Action.SCHEDULE_REMOVED, audit.diff(before, after))
     return agent

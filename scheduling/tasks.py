@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from realtime.events import emit_scheduler_status
-from scheduling import admission, dispatch, executor, resume, retention
+from scheduling import admission, alerts, dispatch, executor, notify, resume, retention
 from scheduling.stats import camel_stats, scheduler_stats
 
 
@@ -44,9 +44,13 @@ def execute_run(self, session_id: str) -> str | None:
 
 @shared_task(name="scheduling.tick", ignore_result=True)
 def tick() -> list[str]:
-    """Beat's heartbeat task: ends snoozes, reclaims lost runs and starts retries that are due."""
+    """Beat's heartbeat task: ends snoozes, opens and resolves LATE and OVERRUN
+    alerts, hands out notifications due a retry, reclaims lost runs and starts
+    retries that are due."""
     # One read of a partial index (agent_snoozed) when no snooze is due.
     resume.end_snoozes()
+    alerts.check()
+    notify.send_due()
     return admission.admit_waiting_runs()
 
 
@@ -59,3 +63,9 @@ def publish_status() -> None:
 def prune_sessions() -> int:
     """Beat's daily retention task: deletes what the retention rules let go."""
     return retention.prune_sessions().sessions
+
+
+@shared_task(name="scheduling.deliver_notification", ignore_result=True)
+def deliver_notification(notification_id: str) -> bool:
+    """Sends one alert notification; a failure is retried by the tick's sweep."""
+    return notify.deliver(notification_id)

@@ -419,6 +419,31 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
     assert trail["data"]["entries"][-1]["action"] == "agent.created"
     check(api.get(f"/api/agents/{agent_id}/audit?limit=0"), audit_template, "get")
 
+    rules = "/api/agents/{agent_id}/alerts"
+    channels, channel = "/api/alert-channels", "/api/alert-channels/{channel_id}"
+    mail = {"name": "Ops", "kind": "email", "target": "ops@example.com"}
+    created = check(api.post(channels, mail, format="json"), channels, "post")
+    channel_id = created["data"]["id"]
+    check(api.post(channels, {**mail, "kind": "pager"}, format="json"), channels, "post")
+    check(api.get(channels), channels, "get")
+    check(api.get(f"{channels}/{channel_id}"), channel, "get")
+    check(
+        api.patch(f"{channels}/{channel_id}", {"name": "On call"}, format="json"), channel, "patch"
+    )
+    check(
+        api.post(f"{channels}/{channel_id}/test"), "/api/alert-channels/{channel_id}/test", "post"
+    )
+    wanted = {"failuresInARow": 2, "pauseAfterFailures": 5, "channels": [channel_id]}
+    check(api.put(f"/api/agents/{agent_id}/alerts", wanted, format="json"), rules, "put")
+    check(
+        api.put(f"/api/agents/{agent_id}/alerts", {"lateAfterSeconds": -1}, format="json"),
+        rules,
+        "put",
+    )
+    check(api.get(f"/api/agents/{agent_id}/alerts"), rules, "get")
+    check(api.get("/api/alerts?status=open"), "/api/alerts", "get")
+    check(api.get("/api/alerts?status=maybe"), "/api/alerts", "get")
+
     queued = check(api.post(f"/api/agents/{agent_id}/run"), "/api/agents/{agent_id}/run", "post")
     session_id = queued["data"]["sessionId"]
     SessionFactory(agent_id=agent_id, status="FAILED", error_message="Boom.", duration_ms=12)
@@ -431,6 +456,7 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
     check(api.post(f"/api/sessions/{session_id}/cancel"), cancel, "post")
     check(api.post(f"/api/sessions/{session_id}/cancel"), cancel, "post")  # already finished
 
+    check(api.delete(f"{channels}/{channel_id}"), channel, "delete")
     check(api.delete(schedule), template, "delete")
     check(api.delete(f"/api/agents/{agent_id}"), "/api/agents/{id}", "delete")
 

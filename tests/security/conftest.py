@@ -17,6 +17,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from agents.models import AIAgent, ExecutionSession
 from scheduling import pacing, runs, services
+from scheduling.models import AlertChannel
 from tests.factories import AgentFactory, SessionFactory, UserFactory
 from tests.processes import start_daphne
 
@@ -34,6 +35,7 @@ class Holdings:
     agent: AIAgent
     queued: ExecutionSession
     finished: ExecutionSession
+    channel: AlertChannel
     token: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -51,6 +53,8 @@ class Holdings:
             self.queued = ExecutionSession.objects.get(agent=self.agent, status="QUEUED")
             self.finished = ExecutionSession.objects.get(agent=self.agent, status="FAILED")
             return
+        if not AlertChannel.objects.filter(pk=self.channel.pk).exists():
+            self.channel = channel_of(self.user, channel_id=self.channel.pk)
         if not ExecutionSession.objects.filter(pk=self.queued.pk, status="QUEUED").exists():
             ExecutionSession.objects.filter(pk=self.queued.pk).delete()
             self.queued = SessionFactory(pk=self.queued.pk, agent=self.agent)
@@ -72,7 +76,20 @@ def holdings_of(
         output_summary=f"Half of {agent.name}",
         duration_ms=1200,
     )
-    return Holdings(user=user, agent=agent, queued=queued, finished=finished)
+    channel = AlertChannel.objects.filter(owner=user).first() or channel_of(user)
+    return Holdings(user=user, agent=agent, queued=queued, finished=finished, channel=channel)
+
+
+def channel_of(user: AbstractBaseUser, *, channel_id: Any = None) -> AlertChannel:
+    extra: dict[str, Any] = {} if channel_id is None else {"pk": channel_id}
+    return AlertChannel.objects.create(
+        owner=user,
+        name=f"Pager of {user.username}",
+        kind=AlertChannel.Kind.EMAIL,
+        target=f"{user.username}@example.com",
+        secret=f"secret-of-{user.username}",
+        **extra,
+    )
 
 
 @pytest.fixture

@@ -27,12 +27,14 @@ from agents.models import AIAgent, ExecutionSession
 from realtime import events
 from realtime.protocol import CLOSE_UNAUTHORIZED
 from realtime.publisher import send_to_groups
+from scheduling.models import AlertChannel, AlertRule
 from tests.api_routes import api_routes
 from tests.factories import PASSWORD
 from tests.realtime.helpers import ask, close_code, token_for
 
 AGENT_NOT_FOUND = {"success": False, "error": "Agent not found"}
 SESSION_NOT_FOUND = {"success": False, "error": "Session not found"}
+CHANNEL_NOT_FOUND = {"success": False, "error": "Alert channel not found"}
 
 
 def client_with(authorization: str | None) -> APIClient:
@@ -52,7 +54,16 @@ def snapshot(holdings) -> dict[str, Any]:
     task = PeriodicTask.objects.filter(pk=(agent or {}).get("periodic_task_id")).values().first()
     crontab = CrontabSchedule.objects.filter(pk=(task or {}).get("crontab_id")).values().first()
     sessions = ExecutionSession.objects.filter(agent_id=holdings.agent.pk).order_by("pk").values()
-    return {"agent": agent, "task": task, "crontab": crontab, "sessions": list(sessions)}
+    channel = AlertChannel.objects.filter(pk=holdings.channel.pk).values().first()
+    rule = AlertRule.objects.filter(agent_id=holdings.agent.pk).values().first()
+    return {
+        "agent": agent,
+        "task": task,
+        "crontab": crontab,
+        "sessions": list(sessions),
+        "channel": channel,
+        "rule": rule,
+    }
 
 
 def secrets_of(holdings) -> set[str]:
@@ -67,6 +78,9 @@ def secrets_of(holdings) -> set[str]:
         holdings.finished.error_message,
         holdings.finished.output_summary,
         f"agent-{agent.pk}",
+        holdings.channel.name,
+        holdings.channel.target,
+        holdings.channel.secret,
     }
 
 
@@ -98,6 +112,14 @@ AGENT_ENDPOINTS = [
     ("get", "/api/agents/{agent}/sessions", None),
     ("get", "/api/agents/{agent}/slots", None),
     ("get", "/api/agents/{agent}/audit", None),
+    ("get", "/api/agents/{agent}/alerts", None),
+    ("put", "/api/agents/{agent}/alerts", {"failuresInARow": 3}),
+]
+CHANNEL_ENDPOINTS = [
+    ("get", "/api/alert-channels/{channel}", None),
+    ("patch", "/api/alert-channels/{channel}", {"name": "Taken over"}),
+    ("delete", "/api/alert-channels/{channel}", None),
+    ("post", "/api/alert-channels/{channel}/test", None),
 ]
 SESSION_ENDPOINTS = [
     ("get", "/api/sessions/{finished}", None),
@@ -108,6 +130,7 @@ SESSION_ENDPOINTS = [
 ENDPOINTS = [
     *[(*row, AGENT_NOT_FOUND) for row in AGENT_ENDPOINTS],
     *[(*row, SESSION_NOT_FOUND) for row in SESSION_ENDPOINTS],
+    *[(*row, CHANNEL_NOT_FOUND) for row in CHANNEL_ENDPOINTS],
 ]
 
 
@@ -116,6 +139,7 @@ def ids_of(holdings) -> dict[str, str]:
         "agent": str(holdings.agent.pk),
         "queued": str(holdings.queued.pk),
         "finished": str(holdings.finished.pk),
+        "channel": str(holdings.channel.pk),
     }
 
 
@@ -165,11 +189,17 @@ def test_a_foreign_id_answers_exactly_like_an_id_that_does_not_exist(
 # that is not an id at all, and another user's.
 
 
+NOT_FOUND_BY_PARAMETER = {
+    "session_id": "Session not found",
+    "channel_id": "Alert channel not found",
+}
+
+
 def walked_requests():
     for route in api_routes():
         if route.parameter is None:
             continue
-        expected = "Session not found" if route.parameter == "session_id" else "Agent not found"
+        expected = NOT_FOUND_BY_PARAMETER.get(route.parameter, "Agent not found")
         for method in route.methods:
             for whose in ("unknown", "not an id", "foreign"):
                 yield pytest.param(
@@ -188,7 +218,11 @@ WALKED = list(walked_requests())
 def test_the_walk_finds_the_agent_and_session_paths():
     names = {param.values[0] for param in WALKED}
     assert {"agent-detail", "agent-schedule", "agent-run", "session-cancel"} <= names
-    assert {param.values[4] for param in WALKED} == {"Agent not found", "Session not found"}
+    assert {param.values[4] for param in WALKED} == {
+        "Agent not found",
+        "Session not found",
+        "Alert channel not found",
+    }
 
 
 @pytest.mark.django_db
@@ -197,7 +231,11 @@ def test_every_path_with_an_id_answers_exactly_the_contract_s_not_found(
     alice, bob, name, parameter, method, whose, expected
 ):
     session = alice.queued if method == "post" else alice.finished
-    foreign = alice.agent.pk if expected == "Agent not found" else session.pk
+    foreign = {
+        "Agent not found": alice.agent.pk,
+        "Session not found": session.pk,
+        "Alert channel not found": alice.channel.pk,
+    }[expected]
     value = {"unknown": uuid.uuid4(), "not an id": "not.an-id", "foreign": foreign}[whose]
     before = snapshot(alice)
     url = reverse(name, kwargs={parameter: value})
@@ -228,6 +266,12 @@ OWNER_ANSWERS = {
     ("get", "/api/sessions/{queued}"): 200,
     ("get", "/api/sessions/{finished}/logs"): 200,
     ("post", "/api/sessions/{queued}/cancel"): 200,
+    ("get", "/api/agents/{agent}/alerts"): 200,
+    ("put", "/api/agents/{agent}/alerts"): 200,
+    ("get", "/api/alert-channels/{channel}"): 200,
+    ("patch", "/api/alert-channels/{channel}"): 200,
+    ("delete", "/api/alert-channels/{channel}"): 200,
+    ("post", "/api/alert-channels/{channel}/test"): 200,
 }
 
 

@@ -55,7 +55,7 @@ from tests.test_openapi import Checker
 # The hosts schemathesis' WSGI client sends as Host.
 WSGI_HOSTS = ["localhost", "testserver"]
 
-NOT_FOUND = ("Agent not found", "Session not found")
+NOT_FOUND = ("Agent not found", "Session not found", "Alert channel not found")
 
 # Which ids generated requests carry in their paths.
 OWN, FOREIGN, GENERATED = "own", "foreign", "generated"
@@ -182,6 +182,8 @@ def aim(case: schemathesis.Case, target: str, alice, bob) -> dict[str, str]:
         elif name == "session_id":
             session = owner.queued if case.method.upper() == "POST" else owner.finished
             case.path_parameters[name] = aimed[name] = str(session.pk)
+        elif name == "channel_id":
+            case.path_parameters[name] = aimed[name] = str(owner.channel.pk)
     return aimed
 
 
@@ -365,7 +367,11 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
         # Bob's ids answer as if they did not exist, and nothing of his changes.
         assert response.status_code in (404, 405), response.text
         if response.status_code == 404:
-            missing = "Session not found" if "session_id" in aimed else "Agent not found"
+            missing = "Agent not found"
+            if "session_id" in aimed:
+                missing = "Session not found"
+            elif "channel_id" in aimed:
+                missing = "Alert channel not found"
             assert response.json() == {"success": False, "error": missing}
     if target == FOREIGN:
         assert state_of(bob) == bob_before
@@ -419,6 +425,14 @@ LINKED = schema.exclude(
         "listAgents",
         "getSchedulerStatus",
         "previewSchedule",
+        # Channels are the user's, not an agent's: the fuzzing above reaches them.
+        "listAlertChannels",
+        "createAlertChannel",
+        "getAlertChannel",
+        "changeAlertChannel",
+        "deleteAlertChannel",
+        "testAlertChannel",
+        "listAlerts",
     ]
 )
 
@@ -435,7 +449,7 @@ PLAUSIBLE = {
 }
 
 STATEFUL = settings(
-    max_examples=25,
+    max_examples=30,
     stateful_step_count=12,
     derandomize=True,
     deadline=None,

@@ -469,8 +469,16 @@ AGENT_OPERATIONS = {
     "listSessions": "path.agent_id",
     "listSlots": "path.agent_id",
     "listAuditEntries": "path.agent_id",
+    "getAlertRules": "path.agent_id",
+    "setAlertRules": "path.agent_id",
 }
 SCHEDULED_AGENT_OPERATIONS = {"resumeSchedule": "path.agent_id", "backfillAgent": "path.agent_id"}
+CHANNEL_OPERATIONS = {
+    "getAlertChannel": "path.channel_id",
+    "changeAlertChannel": "path.channel_id",
+    "deleteAlertChannel": "path.channel_id",
+    "testAlertChannel": "path.channel_id",
+}
 SESSION_OPERATIONS = {
     "getSession": "path.session_id",
     "getSessionLogs": "path.session_id",
@@ -488,6 +496,7 @@ def _links(operations: dict[str, str], id_at: str) -> dict[str, Any]:
 LINKS = {
     ("createAgent", "201"): _links(AGENT_OPERATIONS, "$response.body#/data/id"),
     ("runAgent", "202"): _links(SESSION_OPERATIONS, "$response.body#/data/sessionId"),
+    ("createAlertChannel", "201"): _links(CHANNEL_OPERATIONS, "$response.body#/data/id"),
     # Only a scheduled agent can be resumed or backfilled.
     ("setSchedule", "200"): _links(SCHEDULED_AGENT_OPERATIONS, "$response.body#/data/id"),
     ("changeSchedule", "200"): _links(SCHEDULED_AGENT_OPERATIONS, "$response.body#/data/id"),

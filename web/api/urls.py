@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import include, path, re_path
 from rest_framework.routers import SimpleRouter
 
-from web.api.views import audit, preview, schedule_actions, schedules, sessions, slots
+from web.api.views import alerts, audit, preview, schedule_actions, schedules, sessions, slots
 from web.api.views.agents import AgentViewSet
 from web.api.views.auth import TokenRefresh, TokenView
 
@@ -20,6 +20,7 @@ router = OptionalSlashRouter()
 router.register("agents", AgentViewSet, basename="agent")
 
 AGENT = r"agents/(?P<agent_id>[^/]+)"
+CHANNEL = r"alert-channels/(?P<channel_id>[^/]+)"
 SESSION = r"sessions/(?P<session_id>[^/]+)"
 
 urlpatterns = [
@@ -36,6 +37,11 @@ urlpatterns = [
     re_path(rf"^{AGENT}/schedule/?$", schedules.agent_schedule, name="agent-schedule"),
     re_path(rf"^{AGENT}/slots/?$", slots.agent_slots, name="agent-slots"),
     re_path(rf"^{AGENT}/audit/?$", audit.agent_audit, name="agent-audit"),
+    re_path(rf"^{AGENT}/alerts/?$", alerts.agent_alert_rules, name="agent-alerts"),
+    re_path(r"^alert-channels/?$", alerts.alert_channels, name="alert-channels"),
+    re_path(rf"^{CHANNEL}/test/?$", alerts.test_alert_channel, name="alert-channel-test"),
+    re_path(rf"^{CHANNEL}/?$", alerts.alert_channel, name="alert-channel"),
+    re_path(r"^alerts/?$", alerts.alert_list, name="alerts"),
     re_path(r"^schedule/preview/?$", preview.schedule_preview, name="schedule-preview"),
     re_path(rf"^{AGENT}/backfill/?$", schedule_actions.backfill_agent, name="agent-backfill"),
     re_path(rf"^{AGENT}/run/?$", sessions.run_agent, name="agent-run"),
