@@ -6,7 +6,9 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from email.message import Message
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -91,3 +93,32 @@ class Receiver:
                 pass
 
         return Handler
+
+
+class SmtpReceiver:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) keeping every message it is sent."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[EmailMessage] = []
+        receiver = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope) -> str:
+                message = BytesParser(policy=default_policy).parsebytes(envelope.content)
+                receiver.messages.append(message)  # type: ignore[arg-type]
+                return "250 OK"
+
+        from tests.processes import free_port
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.controller.stop()
