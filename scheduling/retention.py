@@ -13,8 +13,9 @@ in batches, each its own short transaction, so the history stays readable
 and runs keep being recorded while a large backlog drains. The per-agent
 session counts stay exact: the database's triggers subtract what each
 delete removed. Ledger rows go with their session; slots that never had one
-(skipped, missed) go once they are older than the age rule. Run requests'
-idempotency keys go once past their 24 hours.
+(skipped, missed) go once they are older than the age rule, and so do
+resolved alerts (with their notifications). Run requests' idempotency keys
+go once past their 24 hours.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from django.utils import timezone
 
 from agents.models import AgentSessionCount, AIAgent, ExecutionSession, RunRequestKey
 from observability import metrics
-from scheduling.models import ScheduleSlot
+from scheduling.models import Incident, ScheduleSlot
 
 BATCH_SIZE = 1000
 
@@ -44,6 +45,7 @@ class Pruned:
     by_age: int = 0
     by_count: int = 0
     slots: int = 0
+    incidents: int = 0
     agents: set[uuid.UUID] = field(default_factory=set)
 
     @property
@@ -79,6 +81,7 @@ def prune_sessions(
             result.by_count += _delete_sessions(beyond, result, batch_size)
     if cutoff is not None:
         result.slots += _delete_old_unrun_slots(cutoff, result, batch_size)
+        result.incidents = _delete_resolved_incidents(cutoff, dry_run)
     if not dry_run:
         # Past their lifetime, keys are only replaced by their next use.
         RunRequestKey.objects.filter(created_at__lt=now - RunRequestKey.KEY_LIFETIME).delete()
@@ -161,3 +164,11 @@ def _delete_old_unrun_slots(cutoff: datetime, result: Pruned, batch_size: int) -
             result.agents.add(agent_id)
         removed += count
     return removed
+
+
+def _delete_resolved_incidents(cutoff: datetime, dry_run: bool) -> int:
+    """Alerts resolved before ``cutoff``; an open one stays however old it is."""
+    resolved = Incident.objects.filter(resolved_at__lt=cutoff)
+    if dry_run:
+        return resolved.count()
+    return resolved.delete()[1].get(Incident._meta.label, 0)

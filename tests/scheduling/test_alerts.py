@@ -33,8 +33,11 @@ SECRET = "s3cret"
 
 @pytest.fixture(autouse=True)
 def no_broker(monkeypatch):
-    """Tasks asked for are recorded, not sent: delivery is called directly here."""
+    """Tasks asked for are recorded, not sent: delivery is called directly here,
+    and no admission is asked for (its coalescing flag would outlive the test)."""
     sent: list[tuple] = []
+    monkeypatch.setattr(pacing, "request_admission", lambda: None)
+    monkeypatch.setattr(runs, "_after_run_finished", lambda: None)
     monkeypatch.setattr(
         pacing, "send_task", lambda name, *args, **options: sent.append((name, args))
     )
@@ -424,3 +427,22 @@ def test_an_smtp_server_that_is_down_is_the_channel_s_error(settings):
     assert error and "ConnectionRefusedError" in error
     channel.refresh_from_db()
     assert channel.last_error == error
+
+
+def test_retention_deletes_alerts_resolved_before_the_age_rule_and_keeps_open_ones():
+    from scheduling.retention import prune_sessions
+
+    agent = scheduled_agent()
+    channel = email_channel(agent)
+    alerts.set_rules(agent, channels=[channel], failures_in_a_row=1)
+    old = incidents.open_incident(agent, Kind.FAILING, "Long ago.")
+    incidents.resolve(old, agent, "A run succeeded.")
+    still_open = incidents.open_incident(agent, Kind.LATE, "Waiting since long ago.")
+    long_ago = timezone.now() - timedelta(days=120)
+    Incident.objects.update(opened_at=long_ago)
+    Incident.objects.filter(pk=old.pk).update(resolved_at=long_ago)
+
+    assert prune_sessions(dry_run=True).incidents == 1
+    assert prune_sessions().incidents == 1
+    assert list(Incident.objects.values_list("pk", flat=True)) == [still_open.pk]
+    assert Notification.objects.filter(incident=still_open).count() == 1

@@ -23,6 +23,7 @@ CHANNELS = "/api/alert-channels"
 @pytest.fixture(autouse=True)
 def no_broker(monkeypatch):
     monkeypatch.setattr(pacing, "send_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr(pacing, "request_admission", lambda: None)
 
 
 @pytest.fixture

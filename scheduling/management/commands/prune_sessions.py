@@ -52,3 +52,5 @@ class Command(BaseCommand):
             f"({result.by_age} by age, {result.by_count} beyond the per-agent cap) "
             f"and {result.slots} ledger rows."
         )
+        if result.incidents:
+            self.stdout.write(f"{verb} {result.incidents} alerts resolved before the age rule.")
