@@ -16,8 +16,9 @@ from django_celery_beat.models import PeriodicTask
 from agents.models import AIAgent, ExecutionSession, Priority
 from core.redis import get_redis
 from observability.heartbeats import record_beat_heartbeat
-from scheduling import pacing, runs
+from scheduling import alerts, pacing, runs
 from scheduling.management.commands import seed_demo
+from scheduling.models import AlertChannel
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
 from tests.processes import ROOT, child_env
@@ -92,6 +93,12 @@ def test_seed_demo_creates_a_demo_user_and_scheduled_agents(settings):
     assert "Content creator: created, Every 2 minutes, priority HIGH." in output
     assert f"as demo / {seed_demo.DEFAULT_PASSWORD}" in output
     assert "/dashboard/" in output and "/admin/" in output
+    # An alert rule a newcomer sees fire, to a channel printed on the console.
+    (channel,) = AlertChannel.objects.filter(owner=user)
+    assert (channel.kind, channel.target) == ("email", "demo@localhost")
+    creator = alerts.rules_of(agents.get(name="Content creator"))
+    assert creator.max_duration_seconds == 5 and creator.channels == (channel,)
+    assert user.has_perm("scheduling.change_alertchannel")
 
 
 def test_seed_demo_is_idempotent(settings):
@@ -103,6 +110,7 @@ def test_seed_demo_is_idempotent(settings):
     assert User.objects.filter(username="demo").count() == 1
     assert AIAgent.objects.count() == len(seed_demo.DEMO_AGENTS)
     assert PeriodicTask.objects.count() == len(seed_demo.DEMO_AGENTS)
+    assert AlertChannel.objects.count() == 1
     assert "Heartbeat: already there, left as it is." in output
     agent.refresh_from_db()
     assert agent.schedule_enabled is False  # the user's own change survives

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,13 +15,18 @@ from django.db import transaction
 from agents import services
 from agents.models import AIAgent, Priority
 from agents.runners import get_runner
+from scheduling import alerts
 from scheduling import services as schedules
 from scheduling.cron import describe, parse_cron
+from scheduling.models import AlertChannel
 
 USERNAME = "demo"
 DEFAULT_PASSWORD = "neonhub-demo"
 # What the demo user may do in the admin: its agents, their runs, beat's entries.
-ADMIN_APPS = ("agents", "django_celery_beat")
+ADMIN_APPS = ("agents", "scheduling", "django_celery_beat")
+# Where the demo's alerts go: with DEBUG (as `make run` sets it) Django's
+# console email backend prints them in the worker's output.
+DEMO_CHANNEL = {"name": "Demo inbox", "kind": "email", "target": "demo@localhost"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,8 @@ class DemoAgent:
     timezone: str = "UTC"
     enabled: bool = True
     agent_type: str = "demo"
+    # Alert thresholds (scheduling.alerts.THRESHOLDS), sent to the demo inbox.
+    alert_rules: dict[str, int] | None = None
 
 
 DEMO_AGENTS = (
@@ -40,6 +48,9 @@ DEMO_AGENTS = (
         expression="*/2 * * * *",
         priority=Priority.HIGH,
         configuration={"steps": 5, "stepSeconds": 2, "output": "Drafted three blog posts."},
+        # Its runs take about 10 s: each one opens an OVERRUN alert halfway
+        # and resolves it as it ends, so a newcomer sees the whole loop.
+        alert_rules={"max_duration_seconds": 5, "failures_in_a_row": 3},
     ),
     DemoAgent(
         name="SEO audit",
@@ -58,6 +69,7 @@ DEMO_AGENTS = (
         expression="* * * * *",
         priority=Priority.LOW,
         configuration={"steps": 2, "stepSeconds": 0.5, "output": "All systems nominal."},
+        alert_rules={"late_after_seconds": 120, "pause_after_failures": 5},
     ),
     DemoAgent(
         name="Weekly newsletter",
@@ -102,8 +114,9 @@ class Command(BaseCommand):
             self.stdout.write(f"The user {USERNAME!r} already exists.")
         self._allow_admin(user)
 
+        channel = self._seed_channel(user)
         for demo in DEMO_AGENTS:
-            self._seed_agent(user, demo)
+            self._seed_agent(user, demo, channel)
         self._print_sign_in(user, password)
 
     def _allow_admin(self, user: Any) -> None:
@@ -116,7 +129,19 @@ class Command(BaseCommand):
             *Permission.objects.filter(content_type__app_label__in=ADMIN_APPS)
         )
 
-    def _seed_agent(self, user: Any, demo: DemoAgent) -> None:
+    def _seed_channel(self, user: Any) -> AlertChannel:
+        channel = AlertChannel.objects.filter(owner=user, name=DEMO_CHANNEL["name"]).first()
+        if channel is None:
+            channel = AlertChannel.objects.create(
+                owner=user, secret=secrets.token_hex(32), **DEMO_CHANNEL
+            )
+            self.stdout.write(
+                f"Created the alert channel {channel.name!r} ({channel.target}, printed by "
+                "the worker while DEBUG is on)."
+            )
+        return channel
+
+    def _seed_agent(self, user: Any, demo: DemoAgent, channel: AlertChannel) -> None:
         if AIAgent.objects.filter(owner=user, name=demo.name).exists():
             self.stdout.write(f"  {demo.name}: already there, left as it is.")
             return
@@ -131,6 +156,8 @@ class Command(BaseCommand):
             priority=demo.priority,
             enabled=demo.enabled,
         )
+        if demo.alert_rules:
+            alerts.set_rules(agent, channels=[channel], **demo.alert_rules)
         when = describe(parse_cron(demo.expression))
         zone = "" if demo.timezone == "UTC" else f" ({demo.timezone})"
         self.stdout.write(f"  {demo.name}: created, {when}{zone}, priority {demo.priority.name}.")
