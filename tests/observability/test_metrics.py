@@ -22,7 +22,8 @@ from observability import heartbeats, metrics
 from observability.heartbeats import BEAT_HEARTBEAT_KEY, record_beat_heartbeat
 from realtime import connections
 from realtime.publisher import send_now
-from scheduling import admission, pacing, retention, runs
+from scheduling import admission, incidents, notify, pacing, retention, runs
+from scheduling.models import AlertChannel
 from scheduling.services import set_schedule
 from tests.factories import AgentFactory, SessionFactory
 from tests.processes import free_port, start_daphne, wait_until
@@ -40,6 +41,8 @@ DOCUMENTED = {
     "neonhub_sessions_pruned",
     "neonhub_log_lines_dropped",
     "neonhub_events_sent",
+    "neonhub_alerts_opened",
+    "neonhub_notifications",
     "neonhub_schedule_slots",
     "neonhub_runs_queued",
     "neonhub_runs_running",
@@ -230,6 +233,35 @@ def test_sessions_deleted_by_retention_are_counted(django_capture_on_commit_call
     with django_capture_on_commit_callbacks(execute=True):
         retention.prune_sessions(days=90)
     assert value(scrape(), "neonhub_sessions_pruned_total") == 1
+
+
+def test_alerts_opened_and_notifications_tried_are_counted(
+    django_capture_on_commit_callbacks, monkeypatch, settings
+):
+    monkeypatch.setattr(pacing, "send_task", lambda *args, **kwargs: None)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    agent = AgentFactory()
+    channel = AlertChannel.objects.create(
+        owner=agent.owner, name="mail", kind="email", target="ops@example.com", secret="-"
+    )
+    assert value(scrape(), "neonhub_alerts_opened_total", kind="LATE") == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        incidents.open_incident(agent, "LATE", "Late.")
+        incidents.open_incident(agent, "LATE", "Late again, but one is open.")
+    notify.send_test(channel)
+    settings.EMAIL_BACKEND = "no.such.Backend"
+    notify.send_test(channel)
+    samples = scrape()
+    assert value(samples, "neonhub_alerts_opened_total", kind="LATE") == 1
+    assert value(samples, "neonhub_alerts_opened_total", kind="PAUSED") == 0
+    sent = {
+        outcome: value(
+            samples, "neonhub_notifications_total", channel_kind="email", outcome=outcome
+        )
+        for outcome in ("sent", "failed")
+    }
+    assert sent == {"sent": 1, "failed": 1}
+    assert value(samples, "neonhub_notifications_total", channel_kind="slack", outcome="sent") == 0
 
 
 def test_events_sent_are_counted_by_event():
