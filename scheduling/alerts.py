@@ -110,7 +110,10 @@ def set_rules(
     *,
     channels: Iterable[AlertChannel],
     actor: Actor = SYSTEM,
-    **thresholds: object,
+    late_after_seconds: object = None,
+    max_duration_seconds: object = None,
+    failures_in_a_row: object = None,
+    pause_after_failures: object = None,
 ) -> Rules:
     """Replace the agent's rules; raises RuleFieldError and then changes nothing.
 
@@ -118,10 +121,13 @@ def set_rules(
     incident stays open until the schedule is resumed: turning the rule off
     does not resume it.
     """
-    values = {field: _threshold(field, thresholds.get(field)) for field in THRESHOLDS}
-    unknown = set(thresholds) - set(THRESHOLDS)
-    if unknown:
-        raise TypeError(f"Unknown rule fields: {sorted(unknown)}")
+    thresholds = {
+        "late_after_seconds": late_after_seconds,
+        "max_duration_seconds": max_duration_seconds,
+        "failures_in_a_row": failures_in_a_row,
+        "pause_after_failures": pause_after_failures,
+    }
+    values = {field: _threshold(field, value) for field, value in thresholds.items()}
     channel_list = list(dict.fromkeys(channels))
     if len(channel_list) > MAX_CHANNELS:
         raise RuleFieldError("channels", f"At most {MAX_CHANNELS} channels.")

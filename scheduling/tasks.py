@@ -6,6 +6,7 @@ updates and a uniqueness rule on (agent, slot, attempt).
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from celery import shared_task
@@ -15,6 +16,8 @@ from django.utils.dateparse import parse_datetime
 from realtime.events import emit_scheduler_status
 from scheduling import admission, alerts, dispatch, executor, notify, resume, retention
 from scheduling.stats import camel_stats, scheduler_stats
+
+logger = logging.getLogger(__name__)
 
 
 def _slot(scheduled_for: str | None) -> datetime:
@@ -49,8 +52,12 @@ def tick() -> list[str]:
     retries that are due."""
     # One read of a partial index (agent_snoozed) when no snooze is due.
     resume.end_snoozes()
-    alerts.check()
-    notify.send_due()
+    # Alerts must never hold up admission, which this tick exists for.
+    try:
+        alerts.check()
+        notify.send_due()
+    except Exception:
+        logger.exception("The alert check failed; admission goes on")
     return admission.admit_waiting_runs()
 
 

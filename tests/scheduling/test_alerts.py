@@ -446,3 +446,16 @@ def test_retention_deletes_alerts_resolved_before_the_age_rule_and_keeps_open_on
     assert prune_sessions().incidents == 1
     assert list(Incident.objects.values_list("pk", flat=True)) == [still_open.pk]
     assert Notification.objects.filter(incident=still_open).count() == 1
+
+
+def test_a_failing_alert_check_does_not_hold_up_the_tick_s_admission(monkeypatch):
+    from scheduling import admission, tasks
+
+    def broken(now=None):
+        raise RuntimeError("database hiccup")
+
+    admitted = []
+    monkeypatch.setattr(alerts, "check", broken)
+    monkeypatch.setattr(admission, "admit_waiting_runs", lambda: admitted.append(1) or [])
+    assert tasks.tick() == []
+    assert admitted == [1]

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from agents import services
+from agents.audit import SYSTEM
 from agents.models import AIAgent, Priority
 from agents.runners import get_runner
 from scheduling import alerts
@@ -157,7 +158,7 @@ class Command(BaseCommand):
             enabled=demo.enabled,
         )
         if demo.alert_rules:
-            alerts.set_rules(agent, channels=[channel], **demo.alert_rules)
+            alerts.set_rules(agent, channels=[channel], actor=SYSTEM, **demo.alert_rules)
         when = describe(parse_cron(demo.expression))
         zone = "" if demo.timezone == "UTC" else f" ({demo.timezone})"
         self.stdout.write(f"  {demo.name}: created, {when}{zone}, priority {demo.priority.name}.")
