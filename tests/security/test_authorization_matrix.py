@@ -98,6 +98,7 @@ AGENT_ENDPOINTS = [
     ("get", "/api/agents/{agent}/sessions", None),
     ("get", "/api/agents/{agent}/slots", None),
     ("get", "/api/agents/{agent}/audit", None),
+    ("get", "/api/agents/{agent}/stats", None),
 ]
 SESSION_ENDPOINTS = [
     ("get", "/api/sessions/{finished}", None),
@@ -224,6 +225,7 @@ OWNER_ANSWERS = {
     ("get", "/api/agents/{agent}/sessions"): 200,
     ("get", "/api/agents/{agent}/slots"): 200,
     ("get", "/api/agents/{agent}/audit"): 200,
+    ("get", "/api/agents/{agent}/stats"): 200,
     ("get", "/api/sessions/{finished}"): 200,
     ("get", "/api/sessions/{queued}"): 200,
     ("get", "/api/sessions/{finished}/logs"): 200,

@@ -392,6 +392,8 @@ OPERATIONS = {
     "GET /api/agents/{agent_id}/sessions",
     "GET /api/agents/{agent_id}/slots",
     "GET /api/agents/{agent_id}/audit",
+    "GET /api/agents/{agent_id}/stats",
+    "GET /api/agents/stats",
     "GET /api/schedule/preview",
     "GET /api/sessions/{session_id}",
     "GET /api/sessions/{session_id}/logs",
@@ -417,6 +419,7 @@ LINKED = schema.exclude(
         "obtainToken",
         "refreshToken",
         "listAgents",
+        "listAgentStats",
         "getSchedulerStatus",
         "previewSchedule",
     ]

@@ -469,6 +469,7 @@ AGENT_OPERATIONS = {
     "listSessions": "path.agent_id",
     "listSlots": "path.agent_id",
     "listAuditEntries": "path.agent_id",
+    "getAgentStats": "path.agent_id",
 }
 SCHEDULED_AGENT_OPERATIONS = {"resumeSchedule": "path.agent_id", "backfillAgent": "path.agent_id"}
 SESSION_OPERATIONS = {
