@@ -8,10 +8,11 @@ finished runs that have one (a run cancelled before it started has none).
 
 Percentiles are exact, interpolated linearly between the two nearest ranks
 as PostgreSQL's ``percentile_cont`` does. On PostgreSQL the database
-computes everything in one grouped query over the ``session_finished``
-index; on SQLite (development, tests) the same figures come from the
-window's rows, fetched in duration order, by ``percentile_cont`` below,
-which repeats PostgreSQL's arithmetic so both give the same numbers.
+computes everything, in one transaction, from the ``session_finished``
+index: one statement for the window, one for its buckets. On SQLite
+(development, tests) the same figures come from the window's rows, fetched
+in duration order, by ``percentile_cont`` below, which repeats PostgreSQL's
+arithmetic so both give the same numbers.
 
 Buckets are whole UTC hours (24h) or UTC days (7d, 30d); the window is the
 current bucket and the ones before it, so its figures are the sum of its
@@ -169,40 +170,79 @@ def run_stats(
     return result
 
 
-# The groups: each agent's buckets, each agent, and for totals all agents'
-# buckets and all agents. GROUPING() tells an aggregated column from a value.
-_POSTGRESQL = """
-SELECT CASE WHEN GROUPING(agent_id) = 0 THEN agent_id END,
-       CASE WHEN GROUPING(bucket) = 0 THEN bucket END,
-       count(*),
-       count(*) FILTER (WHERE status = 'SUCCEEDED'),
-       count(*) FILTER (WHERE status = 'FAILED'),
-       count(*) FILTER (WHERE status = 'CANCELLED'),
-       percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY duration_ms),
-       max(duration_ms)
-FROM (
-    SELECT agent_id, status, duration_ms, date_trunc(%s, completed_at, 'UTC') AS bucket
-    FROM agents_executionsession
-    WHERE agent_id = ANY(%s)
-      AND status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')
-      AND completed_at >= %s AND completed_at < %s
-) AS finished
-GROUP BY GROUPING SETS ({sets})
+_FIGURES = """
+    count(*) AS runs,
+    count(*) FILTER (WHERE status = 'SUCCEEDED') AS succeeded,
+    count(*) FILTER (WHERE status = 'FAILED') AS failed,
+    count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled,
+    percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY duration_ms) AS percentiles,
+    max(duration_ms) AS longest
 """
+_FINISHED = "status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')"
+
+# The window: each agent, and for totals all of them (GROUPING() tells the
+# total's empty agent column from an agent).
+_WINDOW = f"""
+SELECT CASE WHEN GROUPING(agent_id) = 0 THEN agent_id END, NULL::timestamptz, {_FIGURES}
+FROM agents_executionsession
+WHERE agent_id = ANY(%(ids)s) AND {_FINISHED}
+  AND completed_at >= %(start)s AND completed_at < %(end)s
+GROUP BY GROUPING SETS ({{sets}})
+"""
+
+# Each bucket on its own: a range of the index whose durations are sorted
+# apart. Grouping the window by bucket instead sorts all of it by bucket
+# first and then each bucket again: twice the time for a month of runs.
+_BUCKETS = f"""
+SELECT {{key}}, bucket, figures.*
+FROM {{groups}}
+CROSS JOIN generate_series(%(start)s, %(last)s, %(step)s) AS bucket
+CROSS JOIN LATERAL (
+    SELECT {_FIGURES}
+    FROM agents_executionsession
+    WHERE {{agents}} AND {_FINISHED}
+      AND completed_at >= bucket AND completed_at < bucket + %(step)s
+) AS figures
+WHERE figures.runs > 0
+"""
+_EACH_AGENT = {
+    "key": "agent.id",
+    "groups": "unnest(%(ids)s) AS agent(id)",
+    "agents": "agent_id = agent.id",
+}
+_ALL_AGENTS = {
+    "key": "NULL::uuid",
+    "groups": "(VALUES (1)) AS everyone(one)",
+    "agents": "agent_id = ANY(%(ids)s)",
+}
 
 
 def _grouped_postgresql(
     ids: list[uuid.UUID], window: Window, start: datetime, end: datetime, totals: bool
 ) -> Iterable[tuple[uuid.UUID | None, datetime | None, Figures]]:
-    sets = "(agent_id, bucket), (agent_id)" + (", (bucket), ()" if totals else "")
+    # Hours, not days: '1 day' is a calendar day of the connection's timezone (23 or 25 h).
+    step = timedelta(hours=1 if window.unit == "hour" else 24)
+    parameters: dict[str, Any] = {
+        "ids": ids,
+        "start": start,
+        "end": end,
+        "last": end - step,
+        "step": step,
+    }
+    statements = [_WINDOW.format(sets="(agent_id), ()" if totals else "(agent_id)")]
+    statements.append(_BUCKETS.format(**_EACH_AGENT))
+    if totals:
+        statements.append(_BUCKETS.format(**_ALL_AGENTS))
+    rows = []
     with transaction.atomic(), connection.cursor() as cursor:
         # The sorts of a month of a busy agent stay in memory rather than
         # spill to disk; compiling the query just in time costs more than it
         # saves at this size.
         cursor.execute("SET LOCAL work_mem = '64MB'")
         cursor.execute("SET LOCAL jit = off")
-        cursor.execute(_POSTGRESQL.format(sets=sets), [window.unit, ids, start, end])
-        rows = cursor.fetchall()
+        for statement in statements:
+            cursor.execute(statement, parameters)
+            rows += cursor.fetchall()
     for agent_id, bucket, runs, succeeded, failed, cancelled, percentiles, longest in rows:
         p50, p95 = percentiles or (None, None)
         yield (

@@ -6,8 +6,9 @@ failed, 1 in 100 cancelled, durations 0.5-10.5 s), plus ``--others``
 sessions of 50 other agents over the same days, then times the figures of
 the busy agent for each window ``--repeats`` times:
 
-* ``ours``: ``run_stats`` as the API calls it, one grouped query over the
-  ``session_finished`` index, percentiles by ``percentile_cont``;
+* ``ours``: ``run_stats`` as the API calls it: two statements over the
+  ``session_finished`` index (the window, then each bucket on its own),
+  percentiles by ``percentile_cont``;
 * ``no index``: the same query with that index dropped (the planner falls
   back on the agent's history index and reads the rows);
 * ``in Python``, the naive baseline: the window's rows fetched through the
