@@ -62,11 +62,11 @@ def test_the_agent_list_draws_a_sparkline_per_agent(web, operator, page: Page, p
     sign_in(page, f"http://127.0.0.1:{port}", operator.username)
 
     row = page.locator(f'tr[data-agent-id="{busy.pk}"]')
-    spark = row.locator(".c-spark svg")
+    spark = row.locator(".c-last svg.spark")
     expect(spark).to_be_visible()
     expect(spark.locator("title")).to_have_text("2 runs in 24 h, 50% succeeded, p95 1.2 s")
     expect(spark.locator("rect.s-bad")).to_have_count(1)
-    expect(page.locator("tr", has_text="Quiet").locator(".c-spark")).to_have_text("No runs")
+    expect(page.locator("tr", has_text="Quiet").locator(".c-last")).to_have_text("Never run")
     assert_accessible(page, "agent list with sparklines")
     # One request for the whole list, none per agent.
     assert not [url for url in requests if f"/api/agents/{busy.pk}/stats" in url]

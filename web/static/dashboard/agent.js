@@ -916,7 +916,7 @@
       ["Duration p50", NH.duration(data.duration.p50) || "—"],
       ["Duration p95", NH.duration(data.duration.p95) || "—"],
     ];
-    fill(document.getElementById("stats-figures"), ...figures.flatMap(([dt, dd]) => [h("dt", { text: dt }), h("dd", { text: dd })]));
+    fill(document.getElementById("stats-figures"), ...figures.map(([dt, dd]) => h("div", {}, h("dt", { text: dt }), h("dd", { text: dd }))));
     const decided = (b) => b.succeeded + b.failed;
     renderTrend(document.getElementById("stats-rate"), data.buckets, (b) => (decided(b) ? b.succeeded / decided(b) : null), 1, rate);
     const p95s = data.buckets.map((b) => b.durationP95).filter((v) => v !== null);

@@ -118,10 +118,10 @@
   // The last 24 hours of every listed agent, from one request (GET /api/agents/stats).
   const sparks = new Map();
 
+  // Under the last result, so the table keeps its columns (and its narrowest width).
   function sparkOf(agent) {
     const stats = sparks.get(agent.id);
-    if (!stats) return null;
-    if (!stats.runs) return h("span", { class: "muted", text: "No runs" });
+    if (!stats || !agent.lastSession) return null;
     const rate = stats.successRate === null ? "" : ", " + Math.round(stats.successRate * 100) + "% succeeded";
     const p95 = stats.duration.p95 === null ? "" : ", p95 " + NH.duration(stats.duration.p95);
     return NH.sparkline(stats.buckets, stats.runs + " runs in 24 h" + rate + p95);
@@ -143,7 +143,6 @@
       h("td", { class: "c-schedule" }),
       h("td", { class: "c-next" }),
       h("td", { class: "c-last" }),
-      h("td", { class: "c-spark" }),
       h("td", { class: "c-actions" }),
     );
     return tr;
@@ -156,7 +155,7 @@
       rows.set(agent.id, tr);
       if (!tr.isConnected) tbody.prepend(tr);
     }
-    const [nameCell, statusCell, scheduleCellNode, nextCellNode, lastCellNode, sparkCell, actions] = tr.children;
+    const [nameCell, statusCell, scheduleCellNode, nextCellNode, lastCellNode, actions] = tr.children;
     fill(
       nameCell,
       h("a", { href: agentUrl(agent.id), text: agent.name }),
@@ -178,8 +177,7 @@
     );
     fill(scheduleCellNode, scheduleCell(agent));
     fill(nextCellNode, nextCell(agent));
-    fill(lastCellNode, lastCell(agent));
-    fill(sparkCell, sparkOf(agent));
+    fill(lastCellNode, lastCell(agent), sparkOf(agent));
     // Keep the buttons while a request is in flight so focus is not lost.
     if (!actions.querySelector("[aria-busy]")) {
       const focused = document.activeElement && actions.contains(document.activeElement)
