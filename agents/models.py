@@ -285,6 +285,13 @@ class ExecutionSession(models.Model):
                 condition=Q(status__in=["QUEUED", "RUNNING"]),
                 name="session_active",
             ),
+            # Run statistics (agents.run_stats) read a window of an agent's
+            # finished runs from this index alone, never touching the rows.
+            models.Index(
+                fields=["agent", "completed_at", "status", "duration_ms"],
+                condition=Q(status__in=["SUCCEEDED", "FAILED", "CANCELLED"]),
+                name="session_finished",
+            ),
             # A cancelled run whose runner has not stopped yet still holds its slot.
             models.Index(
                 fields=["lease_expires_at"],

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from openapi_spec_validator import validate as validate_spec
@@ -34,6 +35,13 @@ PATHS = {
     "/api/agents/{agent_id}/sessions",
     "/api/agents/{agent_id}/slots",
     "/api/agents/{agent_id}/audit",
+    "/api/agents/{agent_id}/stats",
+    "/api/agents/stats",
+    "/api/agents/{agent_id}/alerts",
+    "/api/alert-channels",
+    "/api/alert-channels/{channel_id}",
+    "/api/alert-channels/{channel_id}/test",
+    "/api/alerts",
     "/api/schedule/preview",
     "/api/sessions/{session_id}",
     "/api/sessions/{session_id}/cancel",
@@ -139,6 +147,7 @@ LISTS = (
     "/api/agents/{agent_id}/sessions",
     "/api/agents/{agent_id}/slots",
     "/api/agents/{agent_id}/audit",
+    "/api/agents/stats",
 )
 
 
@@ -208,7 +217,7 @@ def test_only_post_needs_a_cron_expression_and_put_is_documented_as_patch(spec):
 def test_links_lead_from_new_objects_to_every_operation_on_them(spec):
     by_id = {operation["operationId"]: (path, operation) for path, _, operation in operations(spec)}
     targets = {}
-    for source in ("createAgent", "runAgent", "setSchedule"):
+    for source in ("createAgent", "runAgent", "setSchedule", "createAlertChannel"):
         _, operation = by_id[source]
         (response,) = (r for code, r in operation["responses"].items() if code < "300")
         for name, link in response["links"].items():
@@ -418,6 +427,9 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
     trail = check(api.get(f"/api/agents/{agent_id}/audit"), audit_template, "get")
     assert trail["data"]["entries"][-1]["action"] == "agent.created"
     check(api.get(f"/api/agents/{agent_id}/audit?limit=0"), audit_template, "get")
+    stats_template = "/api/agents/{agent_id}/stats"
+    check(api.get(f"/api/agents/{agent_id}/stats?window=7d"), stats_template, "get")
+    check(api.get(f"/api/agents/{agent_id}/stats?window=1y"), stats_template, "get")
 
     rules = "/api/agents/{agent_id}/alerts"
     channels, channel = "/api/alert-channels", "/api/alert-channels/{channel_id}"
@@ -449,6 +461,13 @@ def test_real_answers_match_the_schema(spec, api, anonymous, user, no_broker):
     SessionFactory(agent_id=agent_id, status="FAILED", error_message="Boom.", duration_ms=12)
     check(api.get(f"/api/agents/{agent_id}/sessions"), "/api/agents/{agent_id}/sessions", "get")
     check(api.get(f"/api/sessions/{session_id}"), "/api/sessions/{session_id}", "get")
+    finished = SessionFactory(
+        agent_id=agent_id, status="SUCCEEDED", completed_at=timezone.now(), duration_ms=40
+    )
+    check(api.get(f"/api/agents/{agent_id}/stats"), "/api/agents/{agent_id}/stats", "get")
+    check(api.get("/api/agents/stats?window=30d"), "/api/agents/stats", "get")
+    check(api.get("/api/agents/stats?window=x"), "/api/agents/stats", "get")
+    finished.delete()
     logs = "/api/sessions/{session_id}/logs"
     check(api.get(f"/api/sessions/{session_id}/logs"), logs, "get")
     check(api.get(f"/api/sessions/{session_id}/logs?after=x"), logs, "get")

@@ -114,6 +114,7 @@ AGENT_ENDPOINTS = [
     ("get", "/api/agents/{agent}/audit", None),
     ("get", "/api/agents/{agent}/alerts", None),
     ("put", "/api/agents/{agent}/alerts", {"failuresInARow": 3}),
+    ("get", "/api/agents/{agent}/stats", None),
 ]
 CHANNEL_ENDPOINTS = [
     ("get", "/api/alert-channels/{channel}", None),
@@ -262,6 +263,7 @@ OWNER_ANSWERS = {
     ("get", "/api/agents/{agent}/sessions"): 200,
     ("get", "/api/agents/{agent}/slots"): 200,
     ("get", "/api/agents/{agent}/audit"): 200,
+    ("get", "/api/agents/{agent}/stats"): 200,
     ("get", "/api/sessions/{finished}"): 200,
     ("get", "/api/sessions/{queued}"): 200,
     ("get", "/api/sessions/{finished}/logs"): 200,

@@ -398,6 +398,17 @@ OPERATIONS = {
     "GET /api/agents/{agent_id}/sessions",
     "GET /api/agents/{agent_id}/slots",
     "GET /api/agents/{agent_id}/audit",
+    "GET /api/agents/{agent_id}/stats",
+    "GET /api/agents/stats",
+    "GET /api/agents/{agent_id}/alerts",
+    "PUT /api/agents/{agent_id}/alerts",
+    "GET /api/alert-channels",
+    "POST /api/alert-channels",
+    "GET /api/alert-channels/{channel_id}",
+    "PATCH /api/alert-channels/{channel_id}",
+    "DELETE /api/alert-channels/{channel_id}",
+    "POST /api/alert-channels/{channel_id}/test",
+    "GET /api/alerts",
     "GET /api/schedule/preview",
     "GET /api/sessions/{session_id}",
     "GET /api/sessions/{session_id}/logs",
@@ -423,6 +434,7 @@ LINKED = schema.exclude(
         "obtainToken",
         "refreshToken",
         "listAgents",
+        "listAgentStats",
         "getSchedulerStatus",
         "previewSchedule",
         # Channels are the user's, not an agent's: the fuzzing above reaches them.
@@ -449,7 +461,7 @@ PLAUSIBLE = {
 }
 
 STATEFUL = settings(
-    max_examples=30,
+    max_examples=50,
     stateful_step_count=12,
     derandomize=True,
     deadline=None,

@@ -471,6 +471,7 @@ AGENT_OPERATIONS = {
     "listAuditEntries": "path.agent_id",
     "getAlertRules": "path.agent_id",
     "setAlertRules": "path.agent_id",
+    "getAgentStats": "path.agent_id",
 }
 SCHEDULED_AGENT_OPERATIONS = {"resumeSchedule": "path.agent_id", "backfillAgent": "path.agent_id"}
 CHANNEL_OPERATIONS = {

@@ -3,7 +3,16 @@ from __future__ import annotations
 from django.urls import include, path, re_path
 from rest_framework.routers import SimpleRouter
 
-from web.api.views import alerts, audit, preview, schedule_actions, schedules, sessions, slots
+from web.api.views import (
+    alerts,
+    audit,
+    preview,
+    schedule_actions,
+    schedules,
+    sessions,
+    slots,
+    stats,
+)
 from web.api.views.agents import AgentViewSet
 from web.api.views.auth import TokenRefresh, TokenView
 
@@ -26,8 +35,9 @@ SESSION = r"sessions/(?P<session_id>[^/]+)"
 urlpatterns = [
     re_path(r"^auth/token/?$", TokenView.as_view(), name="token"),
     re_path(r"^auth/token/refresh/?$", TokenRefresh.as_view(), name="token-refresh"),
-    # Before the router, whose agents/<id> would otherwise claim "scheduler".
+    # Before the router, whose agents/<id> would otherwise claim "scheduler" and "stats".
     re_path(r"^agents/scheduler/status/?$", schedules.scheduler_status, name="scheduler-status"),
+    re_path(r"^agents/stats/?$", stats.agents_stats, name="agents-stats"),
     re_path(
         rf"^{AGENT}/schedule/status/?$", schedules.agent_schedule_status, name="schedule-status"
     ),
@@ -42,6 +52,7 @@ urlpatterns = [
     re_path(rf"^{CHANNEL}/test/?$", alerts.test_alert_channel, name="alert-channel-test"),
     re_path(rf"^{CHANNEL}/?$", alerts.alert_channel, name="alert-channel"),
     re_path(r"^alerts/?$", alerts.alert_list, name="alerts"),
+    re_path(rf"^{AGENT}/stats/?$", stats.agent_stats, name="agent-stats"),
     re_path(r"^schedule/preview/?$", preview.schedule_preview, name="schedule-preview"),
     re_path(rf"^{AGENT}/backfill/?$", schedule_actions.backfill_agent, name="agent-backfill"),
     re_path(rf"^{AGENT}/run/?$", sessions.run_agent, name="agent-run"),

@@ -8,7 +8,6 @@
 
   const NH = window.NeonHub;
   const { h, fill, icon, api } = NH;
-  const SVG = "http://www.w3.org/2000/svg";
 
   const initial = NH.embedded("agent-state");
   if (!initial) return;
@@ -485,12 +484,7 @@
 
   // --- chart --------------------------------------------------------------------------------
 
-  function svg(tag, attrs, ...children) {
-    const node = document.createElementNS(SVG, tag);
-    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
-    for (const child of children) if (child) node.append(child);
-    return node;
-  }
+  const svg = NH.svg;
 
   function niceCeiling(value) {
     if (value <= 0) return 1000;
@@ -646,6 +640,7 @@
     else page.total = data.pagination.total;
     renderChart();
     renderHistory();
+    reloadStatsLater();
     return recent;
   }
 
@@ -867,6 +862,90 @@
     }
   }, 5000);
 
+  // --- statistics -----------------------------------------------------------------------------
+
+  let statsWindow = "24h";
+  let statsData = null;
+
+  /** One trend from the window's buckets: a line through the buckets that have a value. */
+  function renderTrend(figure, buckets, valueOf, top, format) {
+    figure.querySelectorAll("svg, .chart-empty").forEach((node) => node.remove());
+    const points = buckets.map((bucket, index) => [index, valueOf(bucket)]).filter(([, v]) => v !== null);
+    if (!points.length) {
+      figure.append(h("div", { class: "chart-empty", text: "No finished runs in this window." }));
+      return;
+    }
+    const width = Math.max(240, Math.round(figure.clientWidth || 360));
+    const height = 120;
+    const left = 52;
+    const plotH = height - 26;
+    const slot = (width - left) / buckets.length;
+    const at = (index, value) => [left + slot * (index + 0.5), 8 + plotH * (1 - value / top)];
+    const name = figure.querySelector("figcaption").textContent + " per " + (buckets.length === 24 ? "hour" : "day");
+    const root = svg("svg", { viewBox: "0 0 " + width + " " + height, width, height, role: "img", "aria-label": name });
+    for (const fraction of [0, 0.5, 1]) {
+      const y = 8 + plotH * (1 - fraction);
+      root.append(svg("line", { class: "grid", x1: left, x2: width, y1: y, y2: y }));
+      const label = svg("text", { class: "axis", x: left - 8, y: y + 3.5, "text-anchor": "end" });
+      label.textContent = format(top * fraction);
+      root.append(label);
+    }
+    root.append(svg("polyline", { class: "t-line", points: points.map(([i, v]) => at(i, v).join(",")).join(" ") }));
+    for (const [index, value] of points) {
+      const [x, y] = at(index, value);
+      const dot = svg("circle", { class: "t-dot", cx: x, cy: y, r: 2.5 });
+      dot.append(svg("title", {}, document.createTextNode(NH.dateTime(buckets[index].start) + " · " + format(value))));
+      root.append(dot);
+    }
+    const first = svg("text", { class: "axis", x: left, y: height - 5 });
+    first.textContent = NH.dateTime(buckets[0].start);
+    const last = svg("text", { class: "axis", x: width, y: height - 5, "text-anchor": "end" });
+    last.textContent = "now";
+    root.append(first, last);
+    figure.append(root);
+  }
+
+  function renderStats() {
+    if (!statsData) return;
+    const data = statsData;
+    const rate = (value) => (value === null ? "—" : Math.round(value * 100) + "%");
+    const figures = [
+      ["Runs", String(data.runs)],
+      ["Success rate", rate(data.successRate)],
+      ["Failed", String(data.failed)],
+      ["Duration p50", NH.duration(data.duration.p50) || "—"],
+      ["Duration p95", NH.duration(data.duration.p95) || "—"],
+    ];
+    fill(document.getElementById("stats-figures"), ...figures.map(([dt, dd]) => h("div", {}, h("dt", { text: dt }), h("dd", { text: dd }))));
+    const decided = (b) => b.succeeded + b.failed;
+    renderTrend(document.getElementById("stats-rate"), data.buckets, (b) => (decided(b) ? b.succeeded / decided(b) : null), 1, rate);
+    const p95s = data.buckets.map((b) => b.durationP95).filter((v) => v !== null);
+    renderTrend(document.getElementById("stats-p95"), data.buckets, (b) => b.durationP95, niceCeiling(Math.max(...p95s, 0)), NH.duration);
+  }
+
+  let statsLoadedAt = 0;
+
+  async function reloadStats() {
+    statsLoadedAt = Date.now();
+    statsData = await api("GET", base + "/stats?window=" + statsWindow);
+    renderStats();
+  }
+
+  // Finished runs change the figures; a minute's lag spares the user's rate limit.
+  function reloadStatsLater() {
+    if (Date.now() - statsLoadedAt > 60000) reloadStats().catch(() => {});
+  }
+
+  document.getElementById("stats-window").addEventListener("click", (event) => {
+    const button = event.target.closest("[data-window]");
+    if (!button || button.dataset.window === statsWindow) return;
+    statsWindow = button.dataset.window;
+    for (const other of event.currentTarget.querySelectorAll("[data-window]")) {
+      other.setAttribute("aria-pressed", String(other === button));
+    }
+    reloadStats().catch((error) => NH.apiFailed(error, "Could not load the statistics"));
+  });
+
   // --- start --------------------------------------------------------------------------------
 
   renderHeader();
@@ -879,6 +958,7 @@
   if (logged) showLogOf(logged.id, logged.attempt);
   else renderLogState();
   reloadChanges().catch((error) => NH.apiFailed(error, "Could not load the changes"));
+  reloadStats().catch((error) => NH.apiFailed(error, "Could not load the statistics"));
   if (window.ResizeObserver) {
     let lastWidth = 0;
     new ResizeObserver((entries) => {
@@ -886,6 +966,7 @@
       if (Math.abs(width - lastWidth) > 4) {
         lastWidth = width;
         renderChart();
+        renderStats();
       }
     }).observe(document.getElementById("chart"));
   }

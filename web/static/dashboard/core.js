@@ -797,6 +797,37 @@
     });
   }
 
+  // --- SVG charts -----------------------------------------------------------------------------
+  // Small hand-drawn SVG rather than a charting library: the pages need a few bars and
+  // lines, and this stays a few dozen lines with no build step and nothing to load.
+
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+    for (const child of children) if (child) node.append(child);
+    return node;
+  }
+
+  /** A window's buckets (GET /api/agents/.../stats) as tiny bars: height the runs, red the
+   * failed share; an hour or day without runs is a dot on the baseline. */
+  function sparkline(buckets, label) {
+    const width = 96;
+    const height = 22;
+    const top = Math.max(1, ...buckets.map((b) => b.runs));
+    const slot = width / Math.max(1, buckets.length);
+    const root = svg("svg", { class: "spark", viewBox: "0 0 " + width + " " + height, width, height, role: "img" });
+    root.append(svg("title", {}, document.createTextNode(label)));
+    buckets.forEach((bucket, index) => {
+      const x = index * slot + slot * 0.15;
+      const barW = Math.max(1, slot * 0.7);
+      const barH = bucket.runs ? Math.max(2, ((height - 1) * bucket.runs) / top) : 1;
+      const failedH = bucket.runs ? (barH * bucket.failed) / bucket.runs : 0;
+      root.append(svg("rect", { class: "s-ok", x, y: height - barH, width: barW, height: barH - failedH }));
+      if (failedH) root.append(svg("rect", { class: "s-bad", x, y: height - failedH, width: barW, height: failedH }));
+    });
+    return root;
+  }
+
   window.setInterval(() => refreshRelativeTimes(), 10000);
 
   Object.assign(NH, {
@@ -832,5 +863,7 @@
     openDialog,
     pauseSchedule,
     resumeSchedule,
+    svg,
+    sparkline,
   });
 })();

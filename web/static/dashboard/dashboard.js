@@ -115,6 +115,25 @@
     return h("span", { class: "mini bar", "aria-hidden": "true" }, fillBar);
   }
 
+  // The last 24 hours of every listed agent, from one request (GET /api/agents/stats).
+  const sparks = new Map();
+
+  // Under the last result, so the table keeps its columns (and its narrowest width).
+  function sparkOf(agent) {
+    const stats = sparks.get(agent.id);
+    if (!stats || !agent.lastSession) return null;
+    const rate = stats.successRate === null ? "" : ", " + Math.round(stats.successRate * 100) + "% succeeded";
+    const p95 = stats.duration.p95 === null ? "" : ", p95 " + NH.duration(stats.duration.p95);
+    return NH.sparkline(stats.buckets, stats.runs + " runs in 24 h" + rate + p95);
+  }
+
+  async function reloadSparklines() {
+    const data = await api("GET", "/api/agents/stats?window=24h&limit=100");
+    sparks.clear();
+    for (const row of data.agents) sparks.set(row.agentId, row);
+    renderAll();
+  }
+
   function newRow(agent) {
     const tr = h(
       "tr",
@@ -158,7 +177,7 @@
     );
     fill(scheduleCellNode, scheduleCell(agent));
     fill(nextCellNode, nextCell(agent));
-    fill(lastCellNode, lastCell(agent));
+    fill(lastCellNode, lastCell(agent), sparkOf(agent));
     // Keep the buttons while a request is in flight so focus is not lost.
     if (!actions.querySelector("[aria-busy]")) {
       const focused = document.activeElement && actions.contains(document.activeElement)
@@ -499,6 +518,7 @@
     ]);
     onScheduler(stats, new Date());
     renderAll();
+    reloadSparklines().catch(() => {});
   }
 
   function syncSessions(agent, sessions) {
@@ -553,6 +573,9 @@
 
   renderAll();
   renderScheduler();
+  reloadSparklines().catch((error) => NH.apiFailed(error, "Could not load the statistics"));
+  // Every five minutes: a bar is an hour, and the user's rate limit is shared with the page.
+  window.setInterval(() => reloadSparklines().catch(() => {}), 300000);
   lastSchedulerText = schedulerText(scheduler);
   for (const agent of agents.values()) {
     const active = agent.activeSession;
