@@ -18,7 +18,7 @@ from agents.audit import Actor
 from agents.models import AIAgent, AuditEntry
 from agents.runners import ConfigurationError, get_runner, registered_types
 from core.dates import iso
-from scheduling import runs
+from scheduling import alerts, runs
 from scheduling import services as schedules
 from scheduling.cron import (
     CronError,
@@ -27,6 +27,7 @@ from scheduling.cron import (
     parse_cron,
     validate_timezone,
 )
+from scheduling.models import AlertChannel
 from scheduling.schedules import schedule_description, schedule_warnings, upcoming_runs
 from web.admin.sessions import LatestSessionsInline
 
@@ -44,6 +45,14 @@ SERVICE_ARGUMENTS = {
 }
 FORM_FIELDS = {argument: field for field, argument in SERVICE_ARGUMENTS.items()}
 LATEST_CHANGES = 20
+# The alert rule fields of the form, each the name of its set_rules argument.
+ALERT_FIELDS = {f"alert_{field}": field for field in alerts.THRESHOLDS}
+ALERT_LABELS = {
+    "late_after_seconds": "Late after (seconds)",
+    "max_duration_seconds": "Overrun after (seconds)",
+    "failures_in_a_row": "Failing after (failed runs in a row)",
+    "pause_after_failures": "Pause after (failed runs in a row)",
+}
 
 
 def admin_actor(request: HttpRequest) -> Actor:
@@ -61,13 +70,36 @@ def schedule_text(agent: AIAgent) -> str:
     return text if agent.schedule_enabled else f"{text} (paused)"
 
 
+def _threshold_field(field: str) -> forms.IntegerField:
+    return forms.IntegerField(
+        label=ALERT_LABELS[field],
+        required=False,
+        min_value=1,
+        max_value=alerts.THRESHOLDS[field],
+        help_text="Empty: off.",
+    )
+
+
 class AgentAdminForm(forms.ModelForm):
+    # Declared here (not added in __init__) so the admin's fieldsets may name them.
+    alert_late_after_seconds = _threshold_field("late_after_seconds")
+    alert_max_duration_seconds = _threshold_field("max_duration_seconds")
+    alert_failures_in_a_row = _threshold_field("failures_in_a_row")
+    alert_pause_after_failures = _threshold_field("pause_after_failures")
+    alert_channels = forms.ModelMultipleChoiceField(
+        queryset=AlertChannel.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The owner's channels every opening and resolution is sent to.",
+    )
+
     class Meta:
         model = AIAgent
         fields = ("owner", *AGENT_FIELDS, *SCHEDULE_FIELDS, *POLICY_FIELDS, *PAUSE_FIELDS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._show_alert_rules()
         field = self.fields.get("agent_type")
         if field is not None:
             choices = [(name, name) for name in registered_types()]
@@ -79,6 +111,32 @@ class AgentAdminForm(forms.ModelForm):
         if self.instance._state.adding and "schedule_enabled" in self.fields:
             # A schedule typed into a new agent is meant to run.
             self.fields["schedule_enabled"].initial = True
+
+    def _show_alert_rules(self) -> None:
+        rules = alerts.rules_of(self.instance) if self.instance.pk else alerts.Rules()
+        for name, field in ALERT_FIELDS.items():
+            self.initial[name] = getattr(rules, field)
+        channels = self.fields["alert_channels"]
+        assert isinstance(channels, forms.ModelMultipleChoiceField)
+        # A new agent's owner is not known yet: its channels are checked in clean().
+        owner_id = self.instance.owner_id if self.instance.pk else None
+        channels.queryset = (
+            AlertChannel.objects.filter(owner_id=owner_id)
+            if owner_id is not None
+            else AlertChannel.objects.select_related("owner")
+        )
+        self.initial["alert_channels"] = [channel.pk for channel in rules.channels]
+
+    def alert_changes(self) -> dict[str, Any] | None:
+        """The set_rules arguments of this form, or None when no rule changed."""
+        names = [*ALERT_FIELDS, "alert_channels"]
+        if not set(names) & set(self.changed_data):
+            return None
+        data = self.cleaned_data
+        return {
+            "channels": list(data.get("alert_channels") or []),
+            **{field: data.get(name) for name, field in ALERT_FIELDS.items()},
+        }
 
     def clean_agent_type(self) -> str:
         value = self.cleaned_data["agent_type"]
@@ -116,6 +174,12 @@ class AgentAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         self._check_configuration(data)
+        owner = data.get("owner") or (self.instance.owner if self.instance.pk else None)
+        foreign = [
+            c for c in data.get("alert_channels") or [] if c.owner_id != getattr(owner, "pk", None)
+        ]
+        if foreign:
+            self.add_error("alert_channels", "Only channels of the agent's owner can be chosen.")
         self._check_schedule(data)
         if not self.errors and data.get("schedule_expression"):
             self._try_schedule(data)
@@ -255,6 +319,15 @@ class AIAgentAdmin(admin.ModelAdmin):
                 "missed slots still run, the jitter, and a pause's note and end. Checked by "
                 "the same rules as the API: a note or an end pauses the schedule.",
                 "fields": (*POLICY_FIELDS, *PAUSE_FIELDS),
+            },
+        ),
+        (
+            "Alerts",
+            {
+                "description": "When the agent's incidents open and where they go, saved "
+                "through the same rules as PUT /api/agents/{id}/alerts. An empty threshold "
+                "is off; turning one off resolves its open incident.",
+                "fields": (*ALERT_FIELDS, "alert_channels"),
             },
         ),
         (
@@ -401,6 +474,9 @@ class AIAgentAdmin(admin.ModelAdmin):
             obj._state.adding = False
         if set(SERVICE_ARGUMENTS) & set(form.changed_data):
             self._save_schedule(request, obj, form)
+        rules = form.alert_changes()
+        if rules is not None:
+            alerts.set_rules(AIAgent.objects.get(pk=obj.pk), actor=admin_actor(request), **rules)
         obj.refresh_from_db()
 
     def _save_schedule(self, request: HttpRequest, obj: AIAgent, form: AgentAdminForm) -> None:
