@@ -110,7 +110,8 @@ def send_patch(client, path: str, body: dict[str, Any], encoding: str):
 
 def test_every_patch_endpoint_is_tested():
     patched = {route.name for route in api_routes() if "patch" in route.methods}
-    assert patched == {name for name, *_ in PATCHES}
+    # A channel is no agent: tests/web/test_alerts_api.py patches it field by field.
+    assert patched - {"alert-channel"} == {name for name, *_ in PATCHES}
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

@@ -16,6 +16,7 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from agents.models import AIAgent
+from scheduling.models import AlertChannel
 from scheduling.services import set_schedule
 from tests.factories import PASSWORD, AgentFactory
 
@@ -34,6 +35,8 @@ VALID_BODIES = {
     "changeSchedule": lambda user: {"priority": "HIGH"},
     "resumeSchedule": lambda user: {"policy": "RUN_ALL"},
     "backfillAgent": lambda user: {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"},
+    "createAlertChannel": lambda user: {"name": "Ops", "kind": "email", "target": "o@example.com"},
+    "changeAlertChannel": lambda user: {"name": "Ops"},
 }
 
 
@@ -99,7 +102,11 @@ def test_a_text_field_refuses_a_value_that_is_not_a_string(
     api, user, agent, operation, method, path, field, value
 ):
     body = {**VALID_BODIES[operation](user), field: value}
+    channel = AlertChannel.objects.create(
+        owner=user, name="Mine", kind="email", target="me@example.com", secret="-"
+    )
     url = path.replace("{id}", str(agent.pk)).replace("{agent_id}", str(agent.pk))
+    url = url.replace("{channel_id}", str(channel.pk))
     before = snapshot()
 
     response = getattr(api, method)(url, body, format="json")
@@ -109,6 +116,7 @@ def test_a_text_field_refuses_a_value_that_is_not_a_string(
     assert answer["success"] is False
     assert field in answer["details"], answer
     assert snapshot() == before
+    assert list(AlertChannel.objects.values_list("name", flat=True)) == ["Mine"]
 
 
 def test_a_number_as_a_name_is_refused_in_words(api):
