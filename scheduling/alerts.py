@@ -15,11 +15,13 @@ Opening and resolving themselves, exactly once each, are ``scheduling.incidents`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import EmailValidator
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -27,6 +29,7 @@ from django.utils import timezone
 from agents import audit
 from agents.audit import SYSTEM, Actor
 from agents.models import AIAgent, ExecutionSession
+from core import outbound
 from core.dates import minute_text
 from scheduling import incidents, services
 from scheduling.models import AlertChannel, AlertRule, Incident, ScheduleSlot
@@ -85,6 +88,26 @@ def rules_of(agent: AIAgent) -> Rules:
         channels=tuple(rule.channels.order_by("name", "id")),
         failed_runs_in_a_row=rule.failed_runs_in_a_row,
     )
+
+
+def check_target(kind: str, target: str) -> str:
+    """A channel's target as stored, or a ValueError saying what is wrong with it.
+
+    URLs obey the webhook agents' address rules: internal addresses are
+    refused unless their host is in AGENT_WEBHOOK_ALLOWED_HOSTS.
+    """
+    if kind == AlertChannel.Kind.EMAIL:
+        try:
+            EmailValidator(message="Must be an email address.")(target)
+        except DjangoValidationError as exc:
+            raise ValueError(exc.messages[0]) from None
+        return target
+    try:
+        outbound.parse_http_url(target)
+        outbound.resolve_destination(target)
+    except outbound.DestinationRefused as exc:
+        raise ValueError(str(exc)) from None
+    return target
 
 
 def _threshold(field: str, value: object) -> int | None:
@@ -197,16 +220,27 @@ def check(now: datetime | None = None) -> int:
     """Open LATE and OVERRUN incidents that are due, resolve those whose run
     moved on; returns how many incidents this opened or resolved."""
     now = now or timezone.now()
-    changed = 0
     open_now = set(
         Incident.objects.filter(
             resolved_at__isnull=True, kind__in=[Kind.LATE, Kind.OVERRUN]
         ).values_list("agent_id", "kind")
     )
-    changed += _resolve_moved_on(now)
-    for agent_id, session_id, scheduled_for, late_after in (
+    changed = _resolve_moved_on(now)
+    for agent_id, session_id, kind, message in _due(now):
+        # The oldest late slot of an agent speaks for it; one incident per kind.
+        if (agent_id, kind) not in open_now:
+            open_now.add((agent_id, kind))
+            changed += _open_for(agent_id, session_id, kind, message)
+    return changed
+
+
+def _due(now: datetime) -> Iterator[tuple[uuid.UUID, uuid.UUID, str, str]]:
+    """(agent, session, kind, message) of every waiting slot and running run past
+    its rule's threshold, oldest first within each kind."""
+    waiting = (
         ScheduleSlot.objects.filter(
             outcome=ScheduleSlot.Outcome.QUEUED,
+            session__isnull=False,
             agent__alert_rule__late_after_seconds__isnull=False,
             scheduled_for__lt=now,
         )
@@ -214,36 +248,29 @@ def check(now: datetime | None = None) -> int:
         .values_list(
             "agent_id", "session_id", "scheduled_for", "agent__alert_rule__late_after_seconds"
         )
-    ):
-        if (agent_id, Kind.LATE) in open_now or session_id is None or late_after is None:
-            continue
-        if scheduled_for + timedelta(seconds=late_after) > now:
-            continue
-        open_now.add((agent_id, Kind.LATE))
-        changed += _open_for(
-            agent_id,
-            session_id,
-            Kind.LATE,
-            f"The run of the {minute_text(scheduled_for)} slot has not started "
-            f"{late_after} s after it.",
-        )
-    for agent_id, session_id, started_at, limit in ExecutionSession.objects.filter(
+    )
+    for agent_id, session_id, scheduled_for, late_after in waiting:
+        if session_id and late_after and scheduled_for + timedelta(seconds=late_after) <= now:
+            yield (
+                agent_id,
+                session_id,
+                Kind.LATE,
+                f"The run of the {minute_text(scheduled_for)} slot has not started "
+                f"{late_after} s after it.",
+            )
+    running = ExecutionSession.objects.filter(
         status=Status.RUNNING,
         started_at__isnull=False,
         agent__alert_rule__max_duration_seconds__isnull=False,
-    ).values_list("agent_id", "pk", "started_at", "agent__alert_rule__max_duration_seconds"):
-        if (agent_id, Kind.OVERRUN) in open_now or started_at is None or limit is None:
-            continue
-        if started_at + timedelta(seconds=limit) > now:
-            continue
-        open_now.add((agent_id, Kind.OVERRUN))
-        changed += _open_for(
-            agent_id,
-            session_id,
-            Kind.OVERRUN,
-            f"A run has been running for over {limit} s (started {minute_text(started_at)}).",
-        )
-    return changed
+    ).values_list("agent_id", "pk", "started_at", "agent__alert_rule__max_duration_seconds")
+    for agent_id, session_id, started_at, limit in running:
+        if started_at and limit and started_at + timedelta(seconds=limit) <= now:
+            yield (
+                agent_id,
+                session_id,
+                Kind.OVERRUN,
+                f"A run has been running for over {limit} s (started {minute_text(started_at)}).",
+            )
 
 
 def _open_for(agent_id: uuid.UUID, session_id: uuid.UUID, kind: str, message: str) -> int:

@@ -200,13 +200,13 @@ def _record_on_channel(channel: AlertChannel, error: str | None, at: datetime) -
 
 def send_test(channel: AlertChannel) -> str | None:
     """Send a test message now; the error, or None if it arrived."""
+    error = None
     try:
         send(channel, test_document(channel))
     except DeliveryFailed as exc:
-        _record_on_channel(channel, str(exc)[:ERROR_LIMIT], timezone.now())
-        return str(exc)[:ERROR_LIMIT]
-    _record_on_channel(channel, None, timezone.now())
-    return None
+        error = str(exc)[:ERROR_LIMIT]
+    _record_on_channel(channel, error, timezone.now())
+    return error
 
 
 def send_due(now: datetime | None = None) -> int:

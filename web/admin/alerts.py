@@ -10,8 +10,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from scheduling import alerts
 from scheduling.models import AlertChannel, Incident
-from web.api.views.alerts import check_target
 
 
 class AlertChannelForm(forms.ModelForm):
@@ -25,7 +25,7 @@ class AlertChannelForm(forms.ModelForm):
         if kind and target:
             # The API's own rules, so a channel refused there is refused here.
             try:
-                data["target"] = check_target(kind, target.strip())
+                data["target"] = alerts.check_target(kind, target.strip())
             except ValueError as exc:
                 self.add_error("target", str(exc))
         return data

@@ -6,8 +6,6 @@ import secrets
 import uuid
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import EmailValidator
 from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
@@ -53,26 +51,6 @@ def _channel(request: Request, channel_id: str, *, for_update: bool = False) -> 
     if channel is None:
         raise NotFound(CHANNEL_NOT_FOUND)
     return channel
-
-
-def check_target(kind: str, target: str) -> str:
-    """The target as stored, or a ValueError saying what is wrong with it.
-
-    URLs obey the webhook agents' address rules: internal addresses are
-    refused unless their host is in AGENT_WEBHOOK_ALLOWED_HOSTS.
-    """
-    if kind == Kind.EMAIL:
-        try:
-            EmailValidator(message="Must be an email address.")(target)
-        except DjangoValidationError as exc:
-            raise ValueError(exc.messages[0]) from None
-        return target
-    try:
-        outbound.parse_http_url(target)
-        outbound.resolve_destination(target)
-    except outbound.DestinationRefused as exc:
-        raise ValueError(str(exc)) from None
-    return target
 
 
 class ChannelSerializer(serializers.Serializer):
@@ -227,7 +205,7 @@ ALERT_FILTERS = [
 
 def _checked(kind: str, target: str) -> str:
     try:
-        return check_target(kind, target)
+        return alerts.check_target(kind, target)
     except ValueError as exc:
         raise ValidationError({"target": [str(exc)]}) from None
 
