@@ -424,6 +424,35 @@ class AgentSessionCount(models.Model):
         return total
 
 
+class RunDay(models.Model):
+    """One agent's finished runs of one past UTC day, rolled up once that day is over.
+
+    Statistics over days (``agents.run_stats``) read a day from here instead
+    of its runs. Nothing finishes in a day that is over, so a row, once
+    written, is final; a day with no runs has a row of zeros, so that it is
+    not rolled up again. Rows outlive the sessions that retention prunes.
+    """
+
+    agent = models.ForeignKey(AIAgent, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    runs = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    p50 = models.FloatField(null=True)
+    p95 = models.FloatField(null=True)
+    longest = models.PositiveBigIntegerField(null=True)
+    durations = models.JSONField(
+        default=dict, help_text="agents.durations.Durations.as_json() of the day's runs."
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "day"], name="run_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} {self.day}: {self.runs} runs"
+
+
 class AuditEntry(models.Model):
     """One change to an agent or its schedule: when, who, through which surface, what.
 

@@ -6,15 +6,18 @@ failed, 1 in 100 cancelled, durations 0.5-10.5 s), plus ``--others``
 sessions of 50 other agents over the same days, then times the figures of
 the busy agent for each window ``--repeats`` times:
 
-* ``ours``: ``run_stats`` as the API calls it: two statements over the
-  ``session_finished`` index (the window, then each bucket on its own),
-  percentiles by ``percentile_cont``;
-* ``no index``: the same query with that index dropped (the planner falls
-  back on the agent's history index and reads the rows);
+* ``ours``: ``run_stats`` as the API calls it. 24 hours: two statements
+  over the ``session_finished`` index (the window, then each bucket on its
+  own), percentiles by ``percentile_cont``. 7 and 30 days: the days that
+  are over from their rollups (written first by beat's hourly task, timed
+  once as ``roll up``), today from the index;
+* ``rows``: the exact statements of 24 hours over the whole window (how 7
+  and 30 days were read before the rollups);
 * ``in Python``, the naive baseline: the window's rows fetched through the
   ORM and the same figures computed in this process (run_stats' SQLite path).
 
-Printed: p50 and p95 of each, in ms, and the rows the window holds.
+Printed: p50 and p95 of each, in ms, the rows the window holds, and how far
+the rollups' window percentiles are from the exact ones.
 
     python bench/stats.py                      # 500,000 sessions of the busy agent
     python bench/stats.py --sessions 50000 --others 10000 --repeats 10
@@ -105,6 +108,27 @@ def naive(agent, window) -> int:
     return len(groups)
 
 
+def rows(agent, window) -> int:
+    from agents import run_stats
+
+    starts = window.starts(run_stats.timezone.now())
+    end = starts[-1] + window.step
+    return len(list(run_stats._grouped_postgresql([agent.pk], window, starts[0], end, False)))
+
+
+def exact_figures(agent, window):
+    from agents import run_stats
+
+    starts = window.starts(run_stats.timezone.now())
+    end = starts[-1] + window.step
+    for agent_id, bucket, figures in run_stats._grouped_postgresql(
+        [agent.pk], window, starts[0], end, False
+    ):
+        if agent_id == agent.pk and bucket is None:
+            return figures
+    raise AssertionError("no figures")
+
+
 def ours(agent, window) -> int:
     from agents.run_stats import run_stats
 
@@ -137,24 +161,30 @@ def main() -> None:
     about = machine()
     load_start = load_average()
     results = []
+    errors = []
     with bench_database(args.postgres) as database_url, redis_database(args.redis) as redis_url:
         setup_django(database_url, redis_url)
-        from django.db import connection
-
-        from agents.run_stats import WINDOWS
+        from agents.run_stats import WINDOWS, roll_up_every_agent, run_stats
 
         agent = load(args.sessions, args.others)
-        cases = [("ours", ours, args.repeats), ("in Python", naive, args.naive_repeats)]
+        started = time.perf_counter()
+        written = roll_up_every_agent()
+        rolled = (time.perf_counter() - started) * 1000
+        print(f"rolled up {written:,} agent-days (the hourly task's first run) in {rolled:,.0f} ms")
+        results.append(_row("roll up: every agent's days that are over", "30d", 0, [rolled]))
+        cases = [
+            ("ours", ours, args.repeats),
+            ("rows", rows, args.repeats),
+            ("in Python", naive, args.naive_repeats),
+        ]
         for name, case, repeats in cases:
             for window in WINDOWS.values():
                 took = timed(case, agent, window, repeats)
-                runs = ours(agent, window)
-                results.append(_row(name, window.name, runs, took))
-        with connection.cursor() as cursor:
-            cursor.execute("DROP INDEX session_finished")
+                results.append(_row(name, window.name, ours(agent, window), took))
         for window in WINDOWS.values():
-            took = timed(ours, agent, window, args.repeats)
-            results.append(_row("no index", window.name, ours(agent, window), took))
+            exact = exact_figures(agent, window)
+            got = run_stats([agent.pk], window).per_agent[agent.pk].figures
+            errors.append((window.name, exact, got))
     load_end = load_average()
 
     print(
@@ -179,8 +209,27 @@ def main() -> None:
             for r in results
         ],
     )
+    print("\nThe window's percentiles, exact (rows) and ours:")
+    print_table(
+        ["window", "p50 exact", "p50 ours", "p95 exact", "p95 ours", "worst error"],
+        [
+            [
+                name,
+                f"{exact.p50:,.1f}",
+                f"{got.p50:,.1f}",
+                f"{exact.p95:,.1f}",
+                f"{got.p95:,.1f}",
+                f"{max(_error(got.p50, exact.p50), _error(got.p95, exact.p95)):.3%}",
+            ]
+            for name, exact, got in errors
+        ],
+    )
     if args.json:
         append_results(args.json, {"benchmark": "stats", "machine": about, "results": results})
+
+
+def _error(got: float, exact: float) -> float:
+    return abs(got - exact) / exact
 
 
 def _row(case: str, window: str, runs: int, took: list[float]) -> dict:

@@ -369,6 +369,13 @@ CELERY_BEAT_SCHEDULE = {
         # A prune missed by a stopped beat is done by the next day's.
         "options": {"expires": 3600.0},
     },
+    # Run statistics' daily rollups (agents.run_stats): written by the first
+    # request for a day that is over, or here, whichever comes first.
+    "neonhub-roll-up-run-days": {
+        "task": "scheduling.roll_up_run_days",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
 }
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 

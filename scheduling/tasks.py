@@ -13,6 +13,7 @@ from celery import shared_task
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from agents import run_stats
 from realtime.events import emit_scheduler_status
 from scheduling import admission, alerts, dispatch, executor, notify, resume, retention
 from scheduling.stats import camel_stats, scheduler_stats
@@ -70,6 +71,12 @@ def publish_status() -> None:
 def prune_sessions() -> int:
     """Beat's daily retention task: deletes what the retention rules let go."""
     return retention.prune_sessions().sessions
+
+
+@shared_task(name="scheduling.roll_up_run_days", ignore_result=True)
+def roll_up_run_days() -> int:
+    """Beat's hourly task: the run statistics' rollups of the days that are over."""
+    return run_stats.roll_up_every_agent()
 
 
 @shared_task(name="scheduling.deliver_notification", ignore_result=True)
