@@ -153,7 +153,7 @@ def test_the_history_total_is_the_stored_count(api, user):
     # The stored count is what the page reports: no count(*) of the sessions.
     AgentSessionCount.objects.filter(agent=agent).update(total=4)
     data = api.get(f"/api/agents/{agent.pk}/sessions").json()["data"]
-    assert data["pagination"] == {"total": 4, "limit": 20, "offset": 0}
+    assert data["pagination"] == {"total": 4, "limit": 20, "offset": 0, "next": None}
     assert len(data["sessions"]) == 3
 
 

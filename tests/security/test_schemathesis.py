@@ -264,7 +264,7 @@ def state_of(holdings) -> dict[str, Any]:
 WEBHOOK, NUL, CHARSET = "a disagreeing webhook URL", "NUL bytes", "an odd charset"
 # An answer the request must get (besides no 5xx, documented, in the envelope).
 REFUSED, UNREADABLE = "refused", "unreadable"
-PAGE_PARAMETERS = {"limit", "offset"}
+PAGE_PARAMETERS = {"limit", "offset", "cursor"}
 
 
 def request_fields(case: schemathesis.Case) -> set[str]:

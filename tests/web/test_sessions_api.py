@@ -48,7 +48,7 @@ def test_history_lists_newest_first_with_all_fields(api, user):
     assert response.status_code == 200
     data = response.json()["data"]
     assert [s["id"] for s in data["sessions"]] == [str(newer.pk), str(older.pk)]
-    assert data["pagination"] == {"total": 2, "limit": 20, "offset": 0}
+    assert data["pagination"] == {"total": 2, "limit": 20, "offset": 0, "next": None}
     assert set(data["sessions"][0]) >= {
         "id",
         "agentId",

@@ -59,7 +59,13 @@ def test_an_agent_without_slots_has_an_empty_ledger(api, agent):
         "success": True,
         "data": {
             "slots": [],
-            "pagination": {"total": 0, "limit": 20, "offset": 0, "totalIsExact": True},
+            "pagination": {
+                "total": 0,
+                "limit": 20,
+                "offset": 0,
+                "totalIsExact": True,
+                "next": None,
+            },
         },
     }
 
@@ -100,7 +106,13 @@ def test_each_slot_says_what_became_of_it_newest_first(api, agent):
             "reason": "Its run started.",
         },
     ]
-    assert data["pagination"] == {"total": 2, "limit": 20, "offset": 0, "totalIsExact": True}
+    assert data["pagination"] == {
+        "total": 2,
+        "limit": 20,
+        "offset": 0,
+        "totalIsExact": True,
+        "next": None,
+    }
 
 
 def test_from_is_inclusive_and_to_exclusive(api, agent):
@@ -147,6 +159,7 @@ def test_limit_and_offset_page_through_the_ledger(api, agent):
         "limit": 10,
         "offset": 20,
         "totalIsExact": True,
+        "next": None,
     }
     beyond = api.get(slots_path(agent), {"offset": 30}).json()["data"]
     assert beyond["slots"] == [] and beyond["pagination"]["total"] == 25

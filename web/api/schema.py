@@ -107,10 +107,24 @@ class AgentListSerializer(serializers.Serializer):
         ref_name = "AgentList"
 
 
+class CursorPaginationSerializer(PaginationSerializer):
+    offset = serializers.IntegerField(
+        allow_null=True, help_text="How many items were skipped; null on a page read by cursor."
+    )
+    next = serializers.CharField(
+        allow_null=True,
+        help_text="The URL of the next page, by cursor, at the cost of the first at any depth; "
+        "null on the last page.",
+    )
+
+    class Meta:
+        ref_name = "CursorPagination"
+
+
 @extend_schema_serializer(many=False)
 class SessionListSerializer(serializers.Serializer):
     sessions = SessionSerializer(many=True, help_text="Newest first.")
-    pagination = PaginationSerializer()
+    pagination = CursorPaginationSerializer()
 
     class Meta:
         ref_name = "SessionList"
@@ -125,14 +139,15 @@ class AuditListSerializer(serializers.Serializer):
         ref_name = "AuditList"
 
 
-class SlotPaginationSerializer(PaginationSerializer):
+class SlotPaginationSerializer(CursorPaginationSerializer):
     total = serializers.IntegerField(
         help_text="How many slots there are in all, counted at most 10,000 past this page: "
         "beyond that a lower bound (see totalIsExact), which still tells whether a next page "
         "exists."
     )
     total_is_exact = serializers.BooleanField(
-        help_text="false when the ledger goes on more than 10,000 slots past this page."
+        help_text="false when the ledger goes on more than 10,000 slots past this page (on "
+        "a page read by cursor: more than 10,000 in all)."
     )
 
     class Meta:
@@ -391,6 +406,12 @@ PAGE = [
         description=f"How many items to skip, at most {MAX_OFFSET:,}.",
     ),
 ]
+CURSOR = OpenApiParameter(
+    "cursor",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    description="The page after the one that gave it as `pagination.next`; not with `offset`.",
+)
 SLOT_RANGE = [
     OpenApiParameter(
         "from",

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
+from django.db.models import Q, QuerySet
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
@@ -11,12 +14,14 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.models import AgentSessionCount, SessionLogLine
+from agents.models import AgentSessionCount, ExecutionSession, SessionLogLine
 from core.dates import iso
 from scheduling import run_logs, runs
-from web.api.pagination import bounded_int, paginate
+from web.api.cursors import malformed, next_page, read_cursor
+from web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, bounded_int, paginate
 from web.api.schema import (
     AGENT_ID,
+    CURSOR,
     IDEMPOTENCY_KEY,
     LOG_PARAMETERS,
     PAGE,
@@ -99,18 +104,55 @@ def run_agent(request: Request, agent_id: str) -> Response:
     tags=["runs"],
     operation_id="listSessions",
     summary="An agent's run history, newest first",
-    parameters=[AGENT_ID, *PAGE],
+    parameters=[AGENT_ID, *PAGE, CURSOR],
     responses=SessionListSerializer,
 )
 @api_view(["GET"])
 def agent_sessions(request: Request, agent_id: str) -> Response:
     agent = get_visible_agent(request, agent_id)
-    page = paginate(
-        request,
-        agent.sessions.order_by("-created_at", "-id"),
-        total=AgentSessionCount.total_for(agent.pk),
+    scope = f"sessions:{agent.pk}"
+    history = agent.sessions.order_by("-created_at", "-id")
+    total = AgentSessionCount.total_for(agent.pk)
+    position = read_cursor(request, scope)
+    if position is None:
+        page = paginate(request, history, total=total)
+        items, limit, offset = page.items, page.limit, page.offset
+        more = len(items) == limit and offset + limit < total
+    else:
+        limit = bounded_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        rows = list(_after(history, position)[: limit + 1])
+        items, offset, more = rows[:limit], None, len(rows) > limit
+    last = items[-1] if items else None
+    return Response(
+        {
+            "sessions": SessionSerializer(items, many=True).data,
+            "pagination": {
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+                "next": next_page(request, scope, [iso(last.created_at), str(last.pk)])
+                if more and last is not None
+                else None,
+            },
+        }
     )
-    return Response(page.as_data("sessions", SessionSerializer(page.items, many=True).data))
+
+
+def _after(history: QuerySet[ExecutionSession], position: list[Any]) -> QuerySet[ExecutionSession]:
+    """The sessions after ``position`` (a page's last created_at and id) in the
+    newest-first order. The plain ``<=`` on created_at is what makes it a
+    range of the agent's history index rather than a filter over all of it."""
+    if len(position) != 2 or not all(isinstance(part, str) for part in position):
+        raise malformed()
+    try:
+        at, pk = parse_datetime(position[0]), uuid.UUID(position[1])
+    except ValueError:
+        raise malformed() from None
+    if at is None:
+        raise malformed()
+    return history.filter(created_at__lte=at).filter(
+        Q(created_at__lt=at) | Q(created_at=at, id__lt=pk)
+    )
 
 
 @extend_schema(

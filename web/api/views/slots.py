@@ -6,15 +6,18 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.dates import iso
 from scheduling.models import ScheduleSlot
-from web.api.pagination import SHALLOW_ROWS, page_bounds
-from web.api.schema import AGENT_ID, PAGE, SLOT_RANGE, SlotListSerializer
+from web.api.cursors import malformed, next_page, read_cursor
+from web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, SHALLOW_ROWS, bounded_int, page_bounds
+from web.api.schema import AGENT_ID, CURSOR, PAGE, SLOT_RANGE, SlotListSerializer
 from web.api.serializers import SlotSerializer, parse_aware_datetime
 from web.api.views.lookups import get_visible_agent
 
@@ -68,7 +71,7 @@ def _total(slots: QuerySet, rows: list[dict[str, Any]], *, offset: int, limit: i
     tags=["schedules"],
     operation_id="listSlots",
     summary="An agent's slot ledger, newest first: what became of every due slot, and why",
-    parameters=[AGENT_ID, *SLOT_RANGE, *PAGE],
+    parameters=[AGENT_ID, *SLOT_RANGE, *PAGE, CURSOR],
     responses=SlotListSerializer,
 )
 @api_view(["GET"])
@@ -77,14 +80,29 @@ def agent_slots(request: Request, agent_id: str) -> Response:
     start, end = _time(request, "from"), _time(request, "to")
     if start is not None and end is not None and start >= end:
         raise ValidationError({"to": ["'to' must be later than 'from'."]})
-    limit, offset = page_bounds(request)
     slots = ScheduleSlot.objects.filter(agent=agent).order_by("-scheduled_for")
     if start is not None:
         slots = slots.filter(scheduled_for__gte=start)
     if end is not None:
         slots = slots.filter(scheduled_for__lt=end)
-    rows = _read(slots, offset=offset, limit=limit)
-    total = _total(slots, rows, offset=offset, limit=limit)
+    # A cursor is good for the range it was made in only.
+    scope = f"slots:{agent.pk}:{iso(start) if start else ''}:{iso(end) if end else ''}"
+    position = read_cursor(request, scope)
+    if position is None:
+        limit, offset = page_bounds(request)
+        rows = _read(slots, offset=offset, limit=limit)
+        total = _total(slots, rows, offset=offset, limit=limit)
+        exact = total < offset + limit + COUNT_AHEAD
+        more = len(rows) == limit and offset + limit < total
+    else:
+        limit = bounded_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        found = list(
+            slots.filter(scheduled_for__lt=_slot_time(position)).values(*COLUMNS)[: limit + 1]
+        )
+        rows, more = found[:limit], len(found) > limit
+        # Counting from the top would cost what the cursor saves: as far as COUNT_AHEAD.
+        total = slots.values("scheduled_for")[:COUNT_AHEAD].count()
+        offset, exact = None, total < COUNT_AHEAD
     return Response(
         {
             "slots": SlotSerializer(rows, many=True).data,
@@ -92,7 +110,22 @@ def agent_slots(request: Request, agent_id: str) -> Response:
                 "total": total,
                 "limit": limit,
                 "offset": offset,
-                "total_is_exact": total < offset + limit + COUNT_AHEAD,
+                "total_is_exact": exact,
+                "next": next_page(request, scope, [iso(rows[-1]["scheduled_for"])])
+                if more and rows
+                else None,
             },
         }
     )
+
+
+def _slot_time(position: list[Any]) -> datetime:
+    if len(position) != 1 or not isinstance(position[0], str):
+        raise malformed()
+    try:
+        moment = parse_datetime(position[0])
+    except ValueError:
+        raise malformed() from None
+    if moment is None:
+        raise malformed()
+    return moment
