@@ -10,7 +10,10 @@ connection with a real JWT, asks ``--requests`` times for each case:
 
 * an ordinary agent, first page;
 * the big agent, first page and pages at deeper and deeper offsets, down to
-  the last page.
+  the last page;
+* the big agent, the pages at the same depths by cursor (``?cursor=``, as
+  ``pagination.next`` gives them), each cursor made for the row just before
+  the page.
 
 Beside each figure stands the raw SQL of the same request: every statement
 the view runs (captured in this process) under ``EXPLAIN (ANALYZE, TIMING
@@ -41,6 +44,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -62,6 +66,7 @@ from tests.processes import start_daphne
 LIMIT = 20
 SQL_REPEATS = 5
 TARGET_P95_MS = 30.0
+CURSOR_TARGET_P95_MS = 20.0
 
 
 # --- data -----------------------------------------------------------------------------
@@ -85,19 +90,20 @@ def load_rows(rows: int, agents: int, big_share: float) -> tuple[object, object,
     each = (rows - big_rows) // len(others) if others else 0
     big_rows = rows - each * len(others)
     columns = (
-        "id, agent_id, status, trigger, attempt, priority, scheduled_for, not_before, "
-        "started_at, completed_at, success, duration_ms, output_summary, error_message, "
-        "progress, worker, created_at"
+        "id, agent_id, owner_id, status, trigger, attempt, rerun, priority, scheduled_for, "
+        "not_before, started_at, completed_at, success, duration_ms, output_summary, "
+        "error_message, progress, worker, log_truncated, input, created_at"
     )
     # One run in ten failed; durations and outputs look like a demo agent's.
-    values = """
-        gen_random_uuid(), agent_id,
-        CASE WHEN g %% 10 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END, 'SCHEDULE', 1, 2,
+    values = f"""
+        gen_random_uuid(), agent_id, {int(owner.pk)},
+        CASE WHEN g %% 10 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END, 'SCHEDULE', 1, 0, 2,
         t, t, t + interval '1 second', t + interval '3 seconds', g %% 10 <> 0,
         2000 + g %% 997,
         CASE WHEN g %% 10 = 0 THEN '' ELSE 'Demo run finished 3 steps.' END,
         CASE WHEN g %% 10 = 0 THEN 'Demo failure on attempt 1 of 1.' ELSE '' END,
-        CASE WHEN g %% 10 = 0 THEN 66 ELSE 100 END, 'worker@bench', t + interval '1 second'
+        CASE WHEN g %% 10 = 0 THEN 66 ELSE 100 END, 'worker@bench', false, '{{}}'::jsonb,
+        t + interval '1 second'
     """
     with connection.cursor() as cursor:
         started = time.perf_counter()
@@ -147,7 +153,28 @@ def access_token() -> str:
 # --- SQL --------------------------------------------------------------------------------
 
 
-def view_statements(agent_id: object, offset: int | None) -> list[str]:
+def cursor_at(agent_id: object, offset: int) -> str:
+    """The cursor ``pagination.next`` gives for the page that starts at ``offset``."""
+    from django.core import signing
+
+    from agents.models import ExecutionSession
+    from core.dates import iso
+    from web.api.cursors import SALT
+
+    history = ExecutionSession.objects.filter(agent_id=agent_id).order_by("-created_at", "-id")
+    at, pk = history.values_list("created_at", "pk")[offset - 1]
+    return signing.dumps([f"sessions:{agent_id}", [iso(at), str(pk)]], salt=SALT, compress=True)
+
+
+def page_query(offset: int | None, cursor: str | None) -> dict:
+    if offset is None:
+        return {}
+    if cursor is not None:
+        return {"limit": LIMIT, "cursor": cursor}
+    return {"limit": LIMIT, "offset": offset}
+
+
+def view_statements(agent_id: object, offset: int | None, cursor: str | None = None) -> list[str]:
     """The SQL the history view runs for this page, captured from a request in this process."""
     from django.db import connection
     from django.test import Client
@@ -156,7 +183,7 @@ def view_statements(agent_id: object, offset: int | None) -> list[str]:
     client = Client(HTTP_HOST="127.0.0.1")
     token = access_token()
     path = f"/api/agents/{agent_id}" + ("" if offset is None else "/sessions")
-    query = {} if offset is None else {"limit": LIMIT, "offset": offset}
+    query = page_query(offset, cursor)
     with CaptureQueriesContext(connection) as captured:
         response = client.get(path, query, headers={"authorization": f"Bearer {token}"})
     if response.status_code != 200:
@@ -209,12 +236,13 @@ def http_latencies(
     offset: int | None,
     requests: int,
     expected_total: int | None,
+    cursor: str | None = None,
 ) -> list[float]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     if offset is None:
         path = f"/api/agents/{agent_id}"
     else:
-        path = f"/api/agents/{agent_id}/sessions?limit={LIMIT}&offset={offset}"
+        path = f"/api/agents/{agent_id}/sessions?{urlencode(page_query(offset, cursor))}"
     headers = {"Authorization": f"Bearer {token}"}
     latencies = []
     deadline = time.monotonic() + 120
@@ -299,7 +327,34 @@ def cases(big: object, ordinary: object, big_rows: int, ordinary_rows: int) -> l
             found.append(
                 {"case": f"big agent, {label}", "agent": big, "offset": offset, "total": big_rows}
             )
+    for offset in sorted(seen):
+        if offset:
+            label = "last page" if offset == big_rows - LIMIT else f"depth {offset:,}"
+            found.append(
+                {
+                    "case": f"big agent by cursor, {label}",
+                    "agent": big,
+                    "offset": offset,
+                    "total": big_rows,
+                    "cursor": cursor_at(big, offset),
+                }
+            )
     return found
+
+
+def _verdict(result: dict) -> str:
+    if result["offset"] is None:
+        return ""
+    target = CURSOR_TARGET_P95_MS if result.get("cursor") else TARGET_P95_MS
+    return f"{'met' if result['p95_ms'] <= target else 'missed'} ({target:.0f} ms)"
+
+
+def _deep(results: list[dict], by_cursor: bool) -> list[dict]:
+    return [
+        r
+        for r in results
+        if r["case"].startswith("big agent") and bool(r.get("cursor")) == by_cursor
+    ]
 
 
 def plot(path: Path, runs: list[tuple[str, list[dict]]], title: str) -> None:
@@ -311,12 +366,25 @@ def plot(path: Path, runs: list[tuple[str, list[dict]]], title: str) -> None:
 
     figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=110)
     for index, (label, results) in enumerate(runs):
-        deep = [r for r in results if r["case"].startswith("big agent")]
-        offsets = [max(r["offset"], 1) for r in deep]
-        color = f"C{index}"
-        axes.plot(offsets, [r["p95_ms"] for r in deep], "o-", color=color, label=f"{label}: p95")
-        axes.plot(offsets, [r["p50_ms"] for r in deep], "o--", color=color, alpha=0.5, label="p50")
-    deep = [r for r in runs[0][1] if r["case"].startswith("big agent")]
+        for by_cursor, style in ((False, "o"), (True, "^")):
+            deep = _deep(results, by_cursor)
+            if not deep:
+                continue
+            offsets = [max(r["offset"], 1) for r in deep]
+            name = f"{label}, by cursor" if by_cursor else label
+            color = f"C{2 * index + by_cursor}"
+            axes.plot(
+                offsets, [r["p95_ms"] for r in deep], f"{style}-", color=color, label=f"{name}: p95"
+            )
+            axes.plot(
+                offsets,
+                [r["p50_ms"] for r in deep],
+                f"{style}--",
+                color=color,
+                alpha=0.5,
+                label="p50",
+            )
+    deep = _deep(runs[0][1], False)
     offsets = [max(r["offset"], 1) for r in deep]
     axes.plot(offsets, [r["sql_ms"] for r in deep], "s-", color="C7", label="SQL of the view")
     axes.plot(
@@ -327,9 +395,12 @@ def plot(path: Path, runs: list[tuple[str, list[dict]]], title: str) -> None:
         label="naive SQL (count + OFFSET)",
     )
     axes.axhline(TARGET_P95_MS, color="grey", linewidth=0.8, linestyle="--", label="target p95")
+    axes.axhline(
+        CURSOR_TARGET_P95_MS, color="grey", linewidth=0.8, linestyle=":", label="cursor target p95"
+    )
     axes.set_xscale("log")
     axes.set_yscale("log")
-    axes.set_xlabel("offset into the big agent's history (first page drawn at 1)")
+    axes.set_xlabel("depth into the big agent's history (first page drawn at 1)")
     axes.set_ylabel("ms")
     axes.set_title(title, fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
@@ -400,15 +471,23 @@ def main() -> None:
         spy = profiler(daphne.popen.pid, args.profile)
         try:
             for case in cases(big, ordinary, big_rows, ordinary_rows):
+                cursor = case.get("cursor")
                 latencies = http_latencies(
-                    port, token, case["agent"], case["offset"], args.requests, case["total"]
+                    port,
+                    token,
+                    case["agent"],
+                    case["offset"],
+                    args.requests,
+                    case["total"],
+                    cursor,
                 )
                 reference = case["offset"] is None
-                view_sql = view_statements(case["agent"], case["offset"])
+                view_sql = view_statements(case["agent"], case["offset"], cursor)
                 results.append(
                     {
                         "case": case["case"],
                         "offset": case["offset"],
+                        "cursor": cursor is not None,
                         "total": case["total"],
                         "requests": len(latencies),
                         "p50_ms": percentile(latencies, 0.50),
@@ -454,7 +533,7 @@ def main() -> None:
                 f"{r['sql_ms']:.2f} ms",
                 r["statements"],
                 "-" if r["naive_sql_ms"] is None else f"{r['naive_sql_ms']:.2f} ms",
-                "" if r["offset"] is None else "met" if r["p95_ms"] <= TARGET_P95_MS else "missed",
+                _verdict(r),
             ]
             for r in results
         ],
