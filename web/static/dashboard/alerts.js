@@ -129,7 +129,7 @@
           { class: "alert-top" },
           kind,
           this.showAgent ? h("a", { class: "alert-agent", href: agentUrl(alert.agentId), text: alert.agentName }) : null,
-          since ? h("span", { class: "alert-since" }, "since ", since) : null,
+          since ? h("span", { class: "alert-since" }, "opened ", since) : null,
         ),
         h("p", { class: "alert-message", text: alert.message }),
       );
