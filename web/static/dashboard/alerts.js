@@ -86,6 +86,7 @@
 
     opened(data) {
       if (this.agentId && data.agentId !== this.agentId) return;
+      if (this.alerts.has(data.alertId)) return;
       const name = this.nameOf(data.agentId);
       if (!name) {
         // An agent this page has not heard of: the list answers with its name.
@@ -164,7 +165,7 @@
       name: "lateAfterSeconds",
       kind: "LATE",
       label: "Late: a slot's run has not started",
-      field: "After (seconds)",
+      field: "Late after (seconds)",
       hint: "Seconds after the slot, 1 to 604800.",
       suggested: 300,
     },
@@ -172,7 +173,7 @@
       name: "maxDurationSeconds",
       kind: "OVERRUN",
       label: "Overrun: a run goes on too long",
-      field: "Longer than (seconds)",
+      field: "Overrun after (seconds)",
       hint: "Seconds since the run started, 1 to 604800.",
       suggested: 900,
     },
@@ -180,7 +181,7 @@
       name: "failuresInARow",
       kind: "FAILING",
       label: "Failing: runs fail one after another",
-      field: "Failed runs in a row",
+      field: "Failing after (failed runs in a row)",
       hint: "Each with its retries used up, 1 to 1000.",
       suggested: 3,
     },
@@ -188,7 +189,7 @@
       name: "pauseAfterFailures",
       kind: "PAUSED",
       label: "Pause the schedule after failures",
-      field: "Failed runs in a row",
+      field: "Pause after (failed runs in a row)",
       hint: "The schedule is paused with a note; it stays paused until resumed. 1 to 1000.",
       suggested: 10,
     },
