@@ -123,6 +123,16 @@ def test_rules_are_saved_from_the_agent_page_and_a_bad_threshold_is_refused(
     assert rules["failuresInARow"] == 3
     assert rules["maxDurationSeconds"] is None
     assert rules["channels"] == [str(channel.pk)]
+
+    # The card's open alerts follow the agent's room.
+    expect(page.locator("#connection")).to_have_attribute("data-state", "open")
+    incident = incidents.open_incident(agent, Incident.Kind.OVERRUN, "Running for 130 s.")
+    assert incident is not None
+    card = page.locator("#agent-alerts")
+    expect(card.locator("#alerts-list li")).to_contain_text("Running for 130 s.")
+    expect(card.locator("#alerts-count")).to_have_text("1 open alert")
+    assert incidents.resolve(incident, agent, "The run ended.")
+    expect(card.locator("#alerts-empty")).to_have_text("No open alerts.")
     assert page_errors == []
 
 
