@@ -436,7 +436,7 @@
       return { name, kind, target, fields: [name.wrap, h("div", { class: "field-row" }, kind.wrap, target.wrap)] };
     }
 
-    async add(button) {
+    async add() {
       const form = this.form(null);
       const created = await NH.openDialog({
         title: "Add an alert channel",
@@ -456,15 +456,14 @@
       this.render();
       this.showSecret(channel, secret);
       NH.announce("Channel " + channel.name + " added.");
-      if (button.isConnected) button.blur();
     }
 
     showSecret(channel, secret) {
       this.secretBox.querySelector('[data-field="title"]').textContent = "The secret of " + channel.name + ":";
       this.secretBox.querySelector('[data-field="secret"]').textContent = secret;
       this.secretBox.hidden = false;
-      const done = this.secretBox.querySelector("#channel-secret-done");
-      done.focus();
+      // Focus on the box, so a screen reader reads the secret and the warning first.
+      this.secretBox.focus();
     }
 
     hideSecret() {
@@ -530,7 +529,7 @@
 
     listen() {
       const add = document.getElementById("channel-add");
-      add.addEventListener("click", () => this.add(add));
+      add.addEventListener("click", () => this.add());
       this.secretBox.querySelector("#channel-secret-done").addEventListener("click", () => this.hideSecret());
       this.tbody.addEventListener("click", (event) => {
         const button = event.target.closest("button[data-action]");
