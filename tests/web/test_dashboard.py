@@ -101,7 +101,12 @@ def test_the_state_uses_the_apis_shapes(user):
 def test_it_loads_its_scripts_and_styles_and_sets_the_csrf_cookie(user):
     response = signed_in(user).get("/dashboard/")
     html = response.content.decode()
-    for asset in ("dashboard/dashboard.css", "dashboard/core.js", "dashboard/dashboard.js"):
+    for asset in (
+        "dashboard/dashboard.css",
+        "dashboard/core.js",
+        "dashboard/dashboard.js",
+        "dashboard/alerts.js",
+    ):
         assert f"/static/{asset}" in html
     assert settings.CSRF_COOKIE_NAME in response.cookies
     assert "https://" not in html  # nothing from a CDN

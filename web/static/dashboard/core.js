@@ -1,7 +1,8 @@
 /* NeonHub dashboard: the parts both pages share.
  *
  * - api(): the REST API with the signed-in session (CSRF header, envelope, errors);
- * - LiveSocket: the /ws/agents/ socket, resubscribing and reconnecting with backoff;
+ * - LiveSocket: the /ws/agents/ socket, resubscribing and reconnecting with backoff; every
+ *   frame is also a document "neonhub:frame" event, and a reconnection "neonhub:reconnect";
  * - RunBoard: progress bars of runs in progress; Feed: the event list;
  * - formatting of times and durations, a tiny DOM builder, the schedule pause/resume button;
  * - openDialog() and form fields that show the API's per-field errors; the pause and resume dialogs.
@@ -342,6 +343,8 @@
           return;
         }
         this.onFrame(frame);
+        // Other scripts of the page (alerts.js) listen here, not through the page's handler.
+        document.dispatchEvent(new CustomEvent("neonhub:frame", { detail: frame }));
       });
       socket.addEventListener("close", (event) => {
         if (this.socket === socket) this.socket = null;
@@ -362,6 +365,7 @@
       if (again) {
         announce("Live updates are back.");
         this.onReconnect();
+        document.dispatchEvent(new CustomEvent("neonhub:reconnect"));
       }
     }
 
