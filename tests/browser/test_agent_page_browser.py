@@ -1,4 +1,4 @@
-"""An agent's page with a week behind it: its last run's log, its slots and its trends.
+"""An agent's page with a week behind it: its log, slots, alerts and trends.
 
 The screenshot it leaves in tests/output (agent-page.png) is the one in docs/.
 """
@@ -11,7 +11,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from agents.models import AIAgent, ExecutionSession
-from scheduling.models import ScheduleSlot
+from scheduling import incidents
+from scheduling.models import AlertChannel, AlertRule, Incident, ScheduleSlot
 from scheduling.run_logs import RunLog
 from scheduling.services import set_schedule
 from tests.browser.conftest import BROWSER_TEST_MARKS, OUTPUT, assert_accessible, sign_in
@@ -85,6 +86,12 @@ def test_the_agent_page_shows_its_log_slots_and_trends(web, operator, page: Page
     for level, message in LOG:
         log.write(message, level)
     log.flush()
+    channel = AlertChannel.objects.create(
+        owner=operator, name="Content team", kind="email", target="content@example.com"
+    )
+    rule = AlertRule.objects.create(agent=agent, max_duration_seconds=8, failures_in_a_row=3)
+    rule.channels.add(channel)
+    incidents.open_incident(agent, Incident.Kind.OVERRUN, "The 08:00 run went on for 9 s.")
 
     page.set_viewport_size({"width": 1280, "height": 900})
     sign_in(page, f"http://127.0.0.1:{port}", operator.username, f"/dashboard/agents/{agent.pk}/")
@@ -93,6 +100,8 @@ def test_the_agent_page_shows_its_log_slots_and_trends(web, operator, page: Page
     slots = page.get_by_role("list", name="Latest slots, oldest first").get_by_role("button")
     expect(slots.last).to_have_attribute("data-outcome", "RAN")
     expect(page.locator('#slots [data-outcome="MISSED"]')).to_have_count(1)
+    expect(page.locator("#alerts-list li")).to_have_count(1)
+    expect(page.locator("#rules-form").get_by_label("Content team")).to_be_checked()
 
     week_start = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
         days=6
