@@ -10,6 +10,7 @@ what one holds is not part of the API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core import signing
@@ -38,6 +39,20 @@ def read_cursor(request: Request, scope: str) -> list[Any] | None:
     if signed_scope != scope or not isinstance(position, list):
         raise malformed()
     return position
+
+
+def unpack(position: list[Any], *readers: Callable[[str], Any]) -> list[Any]:
+    """The position's parts, each read by its reader (None or ValueError: not
+    readable), or the 400 of a malformed cursor."""
+    if len(position) != len(readers) or not all(isinstance(part, str) for part in position):
+        raise malformed()
+    try:
+        values = [read(part) for read, part in zip(readers, position, strict=True)]
+    except ValueError:
+        raise malformed() from None
+    if any(value is None for value in values):
+        raise malformed()
+    return values
 
 
 def next_page(request: Request, scope: str, position: list[Any]) -> str:

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from agents.models import AgentSessionCount, ExecutionSession, SessionLogLine
 from core.dates import iso
 from scheduling import run_logs, runs
-from web.api.cursors import malformed, next_page, read_cursor
+from web.api.cursors import next_page, read_cursor, unpack
 from web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, bounded_int, paginate
 from web.api.schema import (
     AGENT_ID,
@@ -142,14 +142,7 @@ def _after(history: QuerySet[ExecutionSession], position: list[Any]) -> QuerySet
     """The sessions after ``position`` (a page's last created_at and id) in the
     newest-first order. The plain ``<=`` on created_at is what makes it a
     range of the agent's history index rather than a filter over all of it."""
-    if len(position) != 2 or not all(isinstance(part, str) for part in position):
-        raise malformed()
-    try:
-        at, pk = parse_datetime(position[0]), uuid.UUID(position[1])
-    except ValueError:
-        raise malformed() from None
-    if at is None:
-        raise malformed()
+    at, pk = unpack(position, parse_datetime, uuid.UUID)
     return history.filter(created_at__lte=at).filter(
         Q(created_at__lt=at) | Q(created_at=at, id__lt=pk)
     )

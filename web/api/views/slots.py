@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from core.dates import iso
 from scheduling.models import ScheduleSlot
-from web.api.cursors import malformed, next_page, read_cursor
+from web.api.cursors import next_page, read_cursor, unpack
 from web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, SHALLOW_ROWS, bounded_int, page_bounds
 from web.api.schema import AGENT_ID, CURSOR, PAGE, SLOT_RANGE, SlotListSerializer
 from web.api.serializers import SlotSerializer, parse_aware_datetime
@@ -96,9 +96,8 @@ def agent_slots(request: Request, agent_id: str) -> Response:
         more = len(rows) == limit and offset + limit < total
     else:
         limit = bounded_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        found = list(
-            slots.filter(scheduled_for__lt=_slot_time(position)).values(*COLUMNS)[: limit + 1]
-        )
+        (after,) = unpack(position, parse_datetime)
+        found = list(slots.filter(scheduled_for__lt=after).values(*COLUMNS)[: limit + 1])
         rows, more = found[:limit], len(found) > limit
         # Counting from the top would cost what the cursor saves: as far as COUNT_AHEAD.
         total = slots.values("scheduled_for")[:COUNT_AHEAD].count()
@@ -117,15 +116,3 @@ def agent_slots(request: Request, agent_id: str) -> Response:
             },
         }
     )
-
-
-def _slot_time(position: list[Any]) -> datetime:
-    if len(position) != 1 or not isinstance(position[0], str):
-        raise malformed()
-    try:
-        moment = parse_datetime(position[0])
-    except ValueError:
-        raise malformed() from None
-    if moment is None:
-        raise malformed()
-    return moment
