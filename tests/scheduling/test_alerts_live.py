@@ -107,16 +107,21 @@ def test_a_waiting_slot_opens_late_and_resolves_when_its_run_starts(stack):  # n
     api = Api(s.web(), agent.owner)
     api.post(f"/api/agents/{blocker.pk}/run")
     wait_until(lambda: blocker.sessions.filter(started_at__isnull=False).exists(), what="blocker")
-    # A slot beat has recorded, waiting behind the full cap.
-    slot_time = timezone.now().replace(second=0, microsecond=0)
-    waiting = SessionFactory(agent=agent, trigger="SCHEDULE", scheduled_for=slot_time)
-    ScheduleSlot.objects.create(
-        agent=agent, scheduled_for=slot_time, outcome="QUEUED", session=waiting, reason="Queued."
-    )
     with connect_websocket(s.base_url, api.token) as socket:
+        # Listening before the slot exists: its alert cannot go out unheard.
         ask(socket, "monitoring:subscribe", "agents")
+        # A slot beat has recorded, waiting behind the full cap.
+        slot_time = timezone.now().replace(second=0, microsecond=0)
+        waiting = SessionFactory(agent=agent, trigger="SCHEDULE", scheduled_for=slot_time)
+        ScheduleSlot.objects.create(
+            agent=agent,
+            scheduled_for=slot_time,
+            outcome="QUEUED",
+            session=waiting,
+            reason="Queued.",
+        )
         (opened,) = frames_of(socket, ALERT_FRAMES, 1)
-        assert opened["event"] == "agent:alert" and opened["data"]["kind"] == "LATE"
+        assert opened["event"] == "agent:alert" and opened["data"]["kind"] == "LATE", opened
         assert opened["data"]["agentId"] == str(agent.pk)
         running = blocker.sessions.get()
         api.post(f"/api/sessions/{running.pk}/cancel")
