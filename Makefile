@@ -62,6 +62,7 @@ bench: install-dev
 	$(BIN)/python bench/event_latency.py --clients 50,200 --redis $$REDIS_URL && \
 	$(BIN)/python bench/history.py --rows 20000 --agents 200 --requests 50 --redis $$REDIS_URL && \
 	$(BIN)/python bench/admission.py --runs 2000 --repeats 20 --redis $$REDIS_URL && \
+	$(BIN)/python bench/admission_lock.py --runs 2000 --seconds 3 --redis $$REDIS_URL && \
 	$(BIN)/python bench/retention.py --sessions 20000 --redis $$REDIS_URL && \
 	$(BIN)/python bench/stats.py --sessions 50000 --others 50000 --repeats 10 --redis $$REDIS_URL
 

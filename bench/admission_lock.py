@@ -4,10 +4,12 @@ Admission is one pass at a time: ``admit_waiting_runs`` holds a PostgreSQL
 advisory lock (``pg_advisory_xact_lock``) for its whole transaction. A
 worker makes a pass after every run it finishes, so the passes one
 database can make in a second bound the runs per second of every worker
-on it. This script fills a throw-away database with ``--runs`` waiting runs
-of ``--owners`` users and ``SCHEDULER_MAX_CONCURRENT - 1`` running ones (one
-slot free, as after a run finished), then starts ``--processes`` (1, 2, 4)
-processes at once, each making passes back to back for ``--seconds``:
+on it (requests are coalesced: one pass fills every slot freed since the
+last). This script fills a throw-away database with ``--runs`` waiting runs
+of ``--owners`` users and enough running ones to leave ``--free`` of the 5
+slots free (1: after one run finished; 5: after several), then starts
+``--processes`` (1, 2, 4) processes at once, each making passes back to back
+for ``--seconds``:
 
 * ``lock``: ``scheduling.admission.admit_waiting_runs(reclaim=False)`` as a
   worker calls it, each pass in a transaction that is then rolled back (no
@@ -16,10 +18,10 @@ processes at once, each making passes back to back for ``--seconds``:
   out. Not safe (two passes could fill the same slot); it shows what the
   processes would do if only the rows and the CPU limited them.
 
-Printed for each: passes per second in all, each pass's time (p50, p95)
-and, with the lock, the time spent waiting for it (p50, p95).
+Printed for each: passes and runs admitted per second in all, each pass's
+time (p50, p95) and, with the lock, the time spent waiting for it (p50, p95).
 
-    python bench/admission_lock.py                     # 1, 2, 4 processes, 10 s each
+    python bench/admission_lock.py                     # 1, 2, 4 processes, 1 and 5 free, 10 s
     python bench/admission_lock.py --processes 1,2,4,8 --seconds 20 --json /tmp/lock.json
 
 Needs PostgreSQL and Redis on 127.0.0.1; creates and drops its own database
@@ -97,7 +99,7 @@ def child(start_at: float, seconds: float, locked: bool) -> dict:
 
 
 def run_processes(
-    count: int, locked: bool, seconds: float, database_url: str, redis_url: str
+    count: int, locked: bool, free: int, seconds: float, database_url: str, redis_url: str
 ) -> dict:
     start_at = time.time() + 3.0  # time for every process to import Django and warm up
     env = {**os.environ, **bench_env(database_url, redis_url)}
@@ -122,8 +124,11 @@ def run_processes(
     return {
         "processes": count,
         "lock": locked,
+        "free": free,
         "passes": len(passes),
         "passes_per_second": len(passes) / seconds,
+        "admitted_per_pass": sum(output["admitted"] for output in outputs)
+        / max(1, sum(len(output["passes"]) + WARM_UP_PASSES for output in outputs)),
         "pass_p50_ms": percentile(passes, 0.5),
         "pass_p95_ms": percentile(passes, 0.95),
         "wait_p50_ms": percentile(waits, 0.5) if waits else None,
@@ -143,6 +148,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000, help="waiting runs (10,000)")
     parser.add_argument("--owners", type=int, default=100, help="users they belong to (100)")
     parser.add_argument("--processes", default="1,2,4", help="process counts, a list (1,2,4)")
+    parser.add_argument("--free", default="1,5", help="free slots of 5, a list (1,5)")
     parser.add_argument("--seconds", type=float, default=10.0, help="per case (10)")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="admin URL")
     parser.add_argument("--redis", default=DEFAULT_REDIS)
@@ -150,8 +156,11 @@ def main() -> None:
     args = parser.parse_args()
     try:
         counts = [int(item) for item in args.processes.split(",")]
+        frees = [int(item) for item in args.free.split(",")]
     except ValueError:
-        parser.error(f"--processes wants numbers separated by commas, got {args.processes!r}")
+        parser.error("--processes and --free want numbers separated by commas")
+    if any(not 1 <= free <= MAX_CONCURRENT for free in frees):
+        parser.error(f"each of --free must be 1 to {MAX_CONCURRENT}")
     if args.runs < 1 or not 1 <= args.owners <= args.runs or args.seconds <= 0:
         parser.error("need --runs >= 1, 1 <= --owners <= --runs and --seconds > 0")
     if any(not 1 <= count <= 16 for count in counts):
@@ -164,10 +173,13 @@ def main() -> None:
     results = []
     with bench_database(args.postgres) as database_url, redis_database(args.redis) as redis_url:
         setup_django(database_url, redis_url)
-        load_runs(args.runs, args.owners, MAX_CONCURRENT - 1)
-        for count in counts:
-            for locked in (True, False):
-                results.append(run_processes(count, locked, args.seconds, database_url, redis_url))
+        for free in frees:
+            load_runs(args.runs, args.owners, MAX_CONCURRENT - free)
+            for count in counts:
+                for locked in (True, False):
+                    results.append(
+                        run_processes(count, locked, free, args.seconds, database_url, redis_url)
+                    )
         load_after = load_average()
 
     print(f"\nAdmission passes from several processes, {about['date']}")
@@ -177,16 +189,28 @@ def main() -> None:
         f"{' '.join(load_after)} at the end"
     )
     print(
-        f"{args.runs:,} waiting runs of {args.owners:,} owners, {MAX_CONCURRENT - 1} of "
-        f"{MAX_CONCURRENT} slots running, {args.seconds:g} s a case, each pass rolled back\n"
+        f"{args.runs:,} waiting runs of {args.owners:,} owners, SCHEDULER_MAX_CONCURRENT="
+        f"{MAX_CONCURRENT}, {args.seconds:g} s a case, each pass rolled back\n"
     )
     print_table(
-        ["processes", "lock", "passes/s", "pass p50", "p95", "lock wait p50", "p95"],
+        [
+            "free",
+            "processes",
+            "lock",
+            "passes/s",
+            "runs/s",
+            "pass p50",
+            "p95",
+            "lock wait p50",
+            "p95",
+        ],
         [
             [
+                r["free"],
                 r["processes"],
                 "advisory lock" if r["lock"] else "none (baseline)",
                 f"{r['passes_per_second']:,.0f}",
+                f"{r['passes_per_second'] * r['admitted_per_pass']:,.0f}",
                 f"{r['pass_p50_ms']:.2f} ms",
                 f"{r['pass_p95_ms']:.2f} ms",
                 "-" if r["wait_p50_ms"] is None else f"{r['wait_p50_ms']:.2f} ms",
