@@ -154,7 +154,7 @@ def run_stats(
     if not ids:
         return result
     if window.unit == "day":
-        _days_from_rollups(result, ids, window, now)
+        _days_from_rollups(result, ids, window, starts, now)
         return result
     start, end = starts[0], starts[-1] + window.step
     read = _grouped_postgresql if connection.vendor == "postgresql" else _grouped_in_python
@@ -189,9 +189,13 @@ def closed_days(starts: list[datetime], now: datetime) -> list[datetime]:
 def roll_up(agent_ids: Iterable[uuid.UUID], days: list[datetime]) -> list[RunDay]:
     """The rollups of ``days`` (over, ascending) of each agent, writing the
     missing ones from the days' sessions first."""
-    ids = list(agent_ids)
+    return _roll_up(list(agent_ids), days)[0]
+
+
+def _roll_up(ids: list[uuid.UUID], days: list[datetime]) -> tuple[list[RunDay], int]:
+    """The rollups, and how many of them this call wrote."""
     if not ids or not days:
-        return []
+        return [], 0
     found = list(
         RunDay.objects.filter(agent_id__in=ids, day__gte=days[0].date(), day__lte=days[-1].date())
     )
@@ -199,7 +203,7 @@ def roll_up(agent_ids: Iterable[uuid.UUID], days: list[datetime]) -> list[RunDay
     missing = [(pk, day) for pk in ids for day in days if (pk, day.date()) not in have]
     for batch in range(0, len(missing), ROLLUP_BATCH * len(days)):
         found += _write_rollups(missing[batch : batch + ROLLUP_BATCH * len(days)])
-    return found
+    return found, len(missing)
 
 
 def roll_up_every_agent(now: datetime | None = None) -> int:
@@ -211,22 +215,22 @@ def roll_up_every_agent(now: datetime | None = None) -> int:
     starts = longest.starts(now)
     days = closed_days(starts, now)
     RunDay.objects.filter(day__lt=starts[0].date()).delete()
-    before = RunDay.objects.count()
     ids = list(AIAgent.objects.order_by("pk").values_list("pk", flat=True))
-    for batch in range(0, len(ids), ROLLUP_BATCH):
-        roll_up(ids[batch : batch + ROLLUP_BATCH], days)
-    return RunDay.objects.count() - before
+    return sum(
+        _roll_up(ids[batch : batch + ROLLUP_BATCH], days)[1]
+        for batch in range(0, len(ids), ROLLUP_BATCH)
+    )
 
 
 def _write_rollups(missing: list[tuple[uuid.UUID, datetime]]) -> list[RunDay]:
     agents = sorted({pk for pk, _ in missing})
     first = min(day for _, day in missing)
     end = max(day for _, day in missing) + DAY.step
-    counts, durations = _collect(agents, DAY, first, end, totals=False)
+    counts, durations = _collect(agents, DAY, first, end, totals=False, whole=False)
     rows = []
     for pk, day in missing:
-        figures = counts.get((pk, day), Figures())
         ordered = durations.get((pk, day), [])
+        figures = _timed(counts.get((pk, day), Figures()), ordered)
         rows.append(
             RunDay(
                 agent_id=pk,
@@ -235,9 +239,9 @@ def _write_rollups(missing: list[tuple[uuid.UUID, datetime]]) -> list[RunDay]:
                 succeeded=figures.succeeded,
                 failed=figures.failed,
                 cancelled=figures.cancelled,
-                p50=percentile_cont(ordered, 0.5),
-                p95=percentile_cont(ordered, 0.95),
-                longest=ordered[-1] if ordered else None,
+                p50=figures.p50,
+                p95=figures.p95,
+                longest=figures.max,
                 durations=Durations.of_sorted(ordered).as_json(),
             )
         )
@@ -246,7 +250,9 @@ def _write_rollups(missing: list[tuple[uuid.UUID, datetime]]) -> list[RunDay]:
     return rows
 
 
-def _days_from_rollups(result: Result, ids: list[uuid.UUID], window: Window, now: datetime) -> None:
+def _days_from_rollups(
+    result: Result, ids: list[uuid.UUID], window: Window, starts: list[datetime], now: datetime
+) -> None:
     """A window of days: its days that are over from their rollups, the rest
     (today, and yesterday for a few minutes after midnight) from their rows.
 
@@ -255,7 +261,6 @@ def _days_from_rollups(result: Result, ids: list[uuid.UUID], window: Window, now
     at most ``WINDOW_EXACT`` of them, each day at most ``DAY_EXACT``; within
     1 % past that.
     """
-    starts = next(iter(result.per_agent.values())).starts
     closed = closed_days(starts, now)
     open_start, end = starts[len(closed)], starts[-1] + window.step
     buckets: dict[DayKey, Figures] = {}
@@ -275,15 +280,11 @@ def _days_from_rollups(result: Result, ids: list[uuid.UUID], window: Window, now
             buckets[agent_id, bucket] = figures
         parts.update(_open_durations_postgresql(ids, open_start, end, exact=exact))
     else:
-        counts, durations = _collect(ids, window, open_start, end, totals=False)
+        counts, durations = _collect(ids, window, open_start, end, totals=False, whole=False)
         for (agent_id, bucket), figures in counts.items():
-            if agent_id is None or bucket is None:
-                continue  # the range's own figures; the window's come from all its buckets
+            assert agent_id is not None and bucket is not None  # no totals, no whole range
             ordered = durations.get((agent_id, bucket), [])
-            figures.p50 = percentile_cont(ordered, 0.5)
-            figures.p95 = percentile_cont(ordered, 0.95)
-            figures.max = ordered[-1] if ordered else None
-            buckets[agent_id, bucket] = figures
+            buckets[agent_id, bucket] = _timed(figures, ordered)
             parts[agent_id, bucket] = Durations.exactly(ordered)
 
     def merged(keys: list[DayKey]) -> Figures:
@@ -455,18 +456,29 @@ def _grouped_in_python(
     """The same groups from the rows themselves."""
     counts, durations = _collect(ids, window, start, end, totals)
     for group, figures in counts.items():
-        ordered = durations[group]
-        figures.p50 = percentile_cont(ordered, 0.5)
-        figures.p95 = percentile_cont(ordered, 0.95)
-        figures.max = ordered[-1] if ordered else None
-        yield group[0], group[1], figures
+        yield group[0], group[1], _timed(figures, durations[group])
+
+
+def _timed(figures: Figures, ordered: list[int]) -> Figures:
+    """``figures`` with the percentiles and maximum of its sorted durations."""
+    figures.p50 = percentile_cont(ordered, 0.5)
+    figures.p95 = percentile_cont(ordered, 0.95)
+    figures.max = ordered[-1] if ordered else None
+    return figures
 
 
 def _collect(
-    ids: list[uuid.UUID], window: Window, start: datetime, end: datetime, totals: bool
+    ids: list[uuid.UUID],
+    window: Window,
+    start: datetime,
+    end: datetime,
+    totals: bool,
+    *,
+    whole: bool = True,
 ) -> tuple[dict[Key, Figures], dict[Key, list[int]]]:
     """Each group's counts and sorted durations, from the rows read in
-    duration order (runs without a duration first)."""
+    duration order (runs without a duration first); without ``whole`` only
+    the buckets', not the range's."""
     rows = (
         ExecutionSession.objects.filter(
             agent_id__in=ids,
@@ -483,9 +495,11 @@ def _collect(
     for agent_id, completed_at, status, duration_ms in rows:
         assert completed_at is not None  # the filter's range excludes unfinished runs
         bucket = _floor(completed_at, window)
-        keys: list[Key] = [(agent_id, bucket), (agent_id, None)]
+        keys: list[Key] = [(agent_id, bucket)]
+        if whole:
+            keys.append((agent_id, None))
         if totals:
-            keys += [(None, bucket), (None, None)]
+            keys += [(None, bucket), (None, None)] if whole else [(None, bucket)]
         for key in keys:
             figures = counts[key]
             figures.runs += 1

@@ -155,15 +155,13 @@ def access_token() -> str:
 
 def cursor_at(agent_id: object, offset: int) -> str:
     """The cursor ``pagination.next`` gives for the page that starts at ``offset``."""
-    from django.core import signing
-
     from agents.models import ExecutionSession
     from core.dates import iso
-    from web.api.cursors import SALT
+    from web.api.cursors import make_cursor
 
     history = ExecutionSession.objects.filter(agent_id=agent_id).order_by("-created_at", "-id")
     at, pk = history.values_list("created_at", "pk")[offset - 1]
-    return signing.dumps([f"sessions:{agent_id}", [iso(at), str(pk)]], salt=SALT, compress=True)
+    return make_cursor(f"sessions:{agent_id}", [iso(at), str(pk)])
 
 
 def page_query(offset: int | None, cursor: str | None) -> dict:

@@ -60,8 +60,12 @@ def next_page(request: Request, scope: str, position: list[Any]) -> str:
     the request's own query, the offset replaced by the cursor."""
     query = request.query_params.copy()
     query.pop("offset", None)
-    query[PARAMETER] = signing.dumps([scope, position], salt=SALT, compress=True)
+    query[PARAMETER] = make_cursor(scope, position)
     return f"{request.path}?{query.urlencode()}"
+
+
+def make_cursor(scope: str, position: list[Any]) -> str:
+    return signing.dumps([scope, position], salt=SALT, compress=True)
 
 
 def malformed() -> ValidationError:
