@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: run test lint format migrate install install-dev clean bench
+.PHONY: run test lint format migrate install install-dev install-bench clean bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
+
+# The benchmarks' peers (django-q2, django-celery-results) and py-spy.
+$(VENV)/.installed-bench: $(VENV)/.installed-dev requirements-bench.txt
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $@
+
+install-bench: $(VENV)/.installed-bench
 
 # A newcomer's first run writes a local .env (DEBUG on, a generated secret
 # key) that settings read in every process and manage.py command; the real
@@ -53,7 +60,7 @@ test: install-dev
 
 # Every benchmark at a small size (a few minutes in all); needs PostgreSQL on
 # 127.0.0.1:5432. bench/README.md gives the full sizes.
-bench: install-dev
+bench: install-bench
 	@export REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/14}; \
 	redis_pid=$$(bin/ensure-redis) || exit 1; \
 	trap '[ -n "$$redis_pid" ] && kill $$redis_pid 2>/dev/null' EXIT; \

@@ -129,6 +129,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """A process and every process under it, e.g. a django-q2 cluster and its workers."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(children.get(current, []))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and the processes under it that are still running."""
+    total = 0.0
+    for member in descendants(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member)
+    return total
+
+
+def tree_rss_mib(pid: int) -> float | None:
+    sizes = [size for member in descendants(pid) if (size := rss_mib(member)) is not None]
+    return sum(sizes) if sizes else None
+
+
 def load_average() -> list[str]:
     """The 1-, 5- and 15-minute load averages: the machine is shared."""
     return Path("/proc/loadavg").read_text().split()[:3]

@@ -10,7 +10,16 @@ threads), serves both measurements in turn:
   with its lease, the start, the runner, the finish, the lifecycle events and
   the status broadcast); done when all N sessions are SUCCEEDED.
 
-Both are measured twice. ``end to end`` runs from the first message (or
+and, as the peers a user who wants a history row per task would pick instead:
+
+* ``Celery + django-celery-results``: the same no-op on a second worker with
+  the same settings whose result backend is ``django-db`` with
+  ``track_started`` (a STARTED and a SUCCESS row per task, in PostgreSQL);
+* ``django-q2``: the same no-op through ``async_task`` on a ``qcluster`` of
+  four workers with the Redis broker, a Success row per task.
+
+Both modes are measured for each, but django-q2, which has no way to pause a
+running cluster's consuming, only end to end. ``end to end`` runs from the first message (or
 ``run_now``) to the last completion, so it includes the enqueueing, done in
 this process as an API process would. ``pre-queued`` sends everything while
 the worker's consumer is paused (``cancel_consumer``) and runs from the moment
@@ -33,6 +42,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -51,20 +61,22 @@ from bench.common import (
     DEFAULT_REDIS,
     append_results,
     bench_database,
-    cpu_seconds,
     load_average,
     machine,
     print_table,
     redis_database,
-    rss_mib,
     setup_django,
+    tree_cpu_seconds,
+    tree_rss_mib,
 )
-from tests.processes import BIN, Process, poll, start_worker
+from bench.peer_tasks import PEER_CELERY_TASK, celery_noop
+from tests.processes import BIN, ROOT, Process, child_env, poll, start_worker
 
 NOOP_TASK = "bench.noop"
 HOSTNAME_PREFIX = "bench-throughput"
 WARMUP = 20
 _SUCCEEDED = re.compile(r"Task ([\w.:]+)\[[0-9a-f-]+\] succeeded")
+PEER_SETTINGS = "bench.peer_settings"
 
 
 @shared_task(name=NOOP_TASK, ignore_result=True)
@@ -77,10 +89,32 @@ def noop() -> None:
 
 def start_throughput_worker(queue: str) -> Worker:
     """The Procfile's worker, plus this module so it knows the no-op task."""
+    name = f"{HOSTNAME_PREFIX}-{os.getpid()}"
+    process = start_worker(hostname=f"{name}@%h", options=["--include=bench.throughput"])
+    return Worker(process, queue, name)
+
+
+def start_peer_worker(queue: str) -> Worker:
+    """The same worker settings with django-celery-results as its result backend,
+    consuming a queue of its own."""
+    name = f"{HOSTNAME_PREFIX}-peer-{os.getpid()}"
     process = start_worker(
-        hostname=f"{HOSTNAME_PREFIX}-{os.getpid()}@%h", options=["--include=bench.throughput"]
+        hostname=f"{name}@%h",
+        options=["--include=bench.peer_tasks", f"--queues={queue}"],
+        DJANGO_SETTINGS_MODULE=PEER_SETTINGS,
     )
-    return Worker(process, queue)
+    return Worker(process, queue, name)
+
+
+def start_q_cluster() -> QCluster:
+    """``manage.py qcluster`` with the peer settings (four workers, Redis broker)."""
+    process = Process(
+        "qcluster",
+        [str(BIN / "python"), str(ROOT / "manage.py"), "qcluster"],
+        child_env(DJANGO_SETTINGS_MODULE=PEER_SETTINGS),
+    )
+    process.wait_for(lambda: "running." in process.output(), 60, "Q Cluster running")
+    return QCluster(process)
 
 
 def task_counts(worker: Process) -> collections.Counter[str]:
@@ -128,12 +162,21 @@ def profiling(worker: Worker, path: str | None, duration: int):
 
 
 class Worker:
-    """The worker process, and the remote control to stop and resume its consuming."""
+    """A Celery worker process, and the remote control to stop and resume its consuming."""
 
-    def __init__(self, child: Process, queue: str) -> None:
+    def __init__(self, child: Process, queue: str, name: str) -> None:
         self.child = child
         self.queue = queue
-        self.name = f"{HOSTNAME_PREFIX}-{os.getpid()}@{socket.gethostname()}"
+        self.name = f"{name}@{socket.gethostname()}"
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.child.popen.pid)
+
+    def rss_mib(self) -> float | None:
+        return tree_rss_mib(self.child.popen.pid)
+
+    def task_counts(self) -> collections.Counter[str]:
+        return task_counts(self.child)
 
     def pause(self) -> None:
         from neonhub.celery import app
@@ -154,8 +197,24 @@ class Worker:
             raise RuntimeError("the worker did not answer add_consumer")
 
 
+class QCluster:
+    """A django-q2 cluster: its guard process and the worker processes under it."""
+
+    def __init__(self, child: Process) -> None:
+        self.child = child
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.child.popen.pid)
+
+    def rss_mib(self) -> float | None:
+        return tree_rss_mib(self.child.popen.pid)
+
+    def task_counts(self) -> collections.Counter[str]:
+        return collections.Counter()
+
+
 def measure(
-    worker: Worker,
+    worker: Worker | QCluster,
     label: str,
     enqueue: Callable[[int], None],
     done_count: Callable[[], int],
@@ -167,16 +226,18 @@ def measure(
     """Time ``runs`` items from enqueueing (or, ``prequeued``, from the moment a paused
     worker resumes with all of them waiting) until ``done_count`` has grown by ``runs``."""
     before_done = done_count()
-    before_tasks = task_counts(worker.child)
+    before_tasks = worker.task_counts()
     if prequeued:
+        assert isinstance(worker, Worker)
         worker.pause()
         enqueue_started = time.perf_counter()
         for index in range(runs):
             enqueue(index)
         enqueue_seconds = time.perf_counter() - enqueue_started
-    cpu_before, own_before = cpu_seconds(worker.child.popen.pid), time.process_time()
+    cpu_before, own_before = worker.cpu_seconds(), time.process_time()
     started = time.perf_counter()
     if prequeued:
+        assert isinstance(worker, Worker)
         worker.resume()
     else:
         for index in range(runs):
@@ -184,10 +245,10 @@ def measure(
         enqueue_seconds = time.perf_counter() - started
     complete = poll(lambda: done_count() - before_done >= runs, timeout, interval=0.02)
     elapsed = time.perf_counter() - started
-    worker_cpu = cpu_seconds(worker.child.popen.pid) - cpu_before
+    worker_cpu = worker.cpu_seconds() - cpu_before
     own_cpu = time.process_time() - own_before
     finished = done_count() - before_done
-    tasks = task_counts(worker.child) - before_tasks
+    tasks = worker.task_counts() - before_tasks
     return {
         "path": label,
         "mode": "pre-queued" if prequeued else "end to end",
@@ -197,7 +258,7 @@ def measure(
         "seconds": elapsed,
         "enqueue_seconds": enqueue_seconds,
         "per_second": finished / elapsed,
-        "worker_rss_mib": rss_mib(worker.child.popen.pid),
+        "worker_rss_mib": worker.rss_mib(),
         "worker_cpu_ms_per_run": 1000 * worker_cpu / max(1, finished),
         "this_process_cpu_ms_per_run": 1000 * own_cpu / max(1, finished),
         "tasks_per_run": {name: count / max(1, finished) for name, count in tasks.items()},
@@ -213,6 +274,50 @@ def measure_bare(worker: Worker, runs: int, timeout: float, *, prequeued: bool) 
         runs,
         timeout,
         prequeued=prequeued,
+    )
+
+
+def measure_celery_results(worker: Worker, runs: int, timeout: float, *, prequeued: bool) -> dict:
+    from django_celery_results.models import TaskResult
+
+    stored = TaskResult.objects.filter(task_name=PEER_CELERY_TASK, status="SUCCESS")
+    return measure(
+        worker,
+        "Celery + django-celery-results",
+        lambda index: celery_noop.apply_async(queue=worker.queue),
+        stored.count,
+        runs,
+        timeout,
+        prequeued=prequeued,
+    )
+
+
+def measure_q2_cluster(runs: int, timeout: float) -> dict:
+    """A cluster of its own for the measurement, warmed up first, so its four idle
+    processes do not share the cores with the other measurements."""
+    cluster = start_q_cluster()
+    try:
+        measure_q2(cluster, WARMUP, timeout=60)
+        return measure_q2(cluster, runs, timeout)
+    finally:
+        cluster.child.stop()
+        cluster.child.remove_log()
+
+
+def measure_q2(cluster: QCluster, runs: int, timeout: float) -> dict:
+    from django_q.models import Success
+    from django_q.tasks import async_task
+
+    # Its INFO line per enqueued task would be this process's terminal output, not work.
+    logging.getLogger("django-q").setLevel(logging.WARNING)
+    return measure(
+        cluster,
+        "django-q2",
+        lambda index: async_task("bench.peer_tasks.q_noop"),
+        Success.objects.count,
+        runs,
+        timeout,
+        prequeued=False,
     )
 
 
@@ -246,9 +351,10 @@ def create_agents(count: int) -> list:
     )
 
 
-def warm_up(worker: Worker, agents: list) -> None:
+def warm_up(worker: Worker, peer: Worker, agents: list) -> None:
     """Imports, connection pools and the first queries happen before the clock runs."""
     measure_bare(worker, WARMUP, timeout=60, prequeued=False)
+    measure_celery_results(peer, WARMUP, timeout=60, prequeued=False)
     measure_runs(worker, agents, WARMUP, timeout=120, prequeued=False)
 
 
@@ -291,26 +397,36 @@ def main() -> None:
         if not sep or not name:
             parser.error(f"--env wants NAME=VALUE, got {item!r}")
         extra[name] = value
+    extra["DJANGO_SETTINGS_MODULE"] = PEER_SETTINGS
+    peer_queue = f"{extra['CELERY_QUEUE']}-peer"
     with bench_database(args.postgres) as database_url, redis_database(args.redis) as redis_url:
         setup_django(database_url, redis_url, **extra)
         from django.conf import settings
 
         agents = create_agents(min(args.agents, args.runs))
         worker = start_throughput_worker(extra["CELERY_QUEUE"])
-        results: list[tuple[dict, dict]] = []
+        peer = start_peer_worker(peer_queue)
+        modes: list[dict[str, dict | None]] = []
         try:
-            warm_up(worker, agents)
+            warm_up(worker, peer, agents)
             for prequeued in (False, True):
-                bare = measure_bare(worker, args.runs, args.timeout, prequeued=prequeued)
+                mode: dict[str, dict | None] = {
+                    "bare": measure_bare(worker, args.runs, args.timeout, prequeued=prequeued),
+                    "celery_results": measure_celery_results(
+                        peer, args.runs, args.timeout, prequeued=prequeued
+                    ),
+                    "q2": None if prequeued else measure_q2_cluster(args.runs, args.timeout),
+                }
                 profile = args.profile if prequeued else None
                 with profiling(worker, profile, duration=int(args.timeout)):
-                    full = measure_runs(
+                    mode["runs"] = measure_runs(
                         worker, agents, args.runs, args.timeout, prequeued=prequeued
                     )
-                results.append((bare, full))
+                modes.append(mode)
         finally:
-            worker.child.stop()
-            worker.child.remove_log()
+            for child in (worker.child, peer.child):
+                child.stop()
+                child.remove_log()
         max_concurrent = settings.SCHEDULER_MAX_CONCURRENT
 
     print(f"\nRun throughput, {about['date']}")
@@ -319,15 +435,19 @@ def main() -> None:
         f"PostgreSQL {about['postgresql']}, Redis {about['redis']}; load average {' '.join(load)}"
     )
     print(
-        f"worker: --pool=threads --concurrency=8; {args.runs} of each; runs over "
-        f"{len(agents)} agents, SCHEDULER_MAX_CONCURRENT={max_concurrent}"
+        f"Celery workers: --pool=threads --concurrency=8; django-q2: 4 workers, Redis broker; "
+        f"{args.runs} of each; runs over {len(agents)} agents, "
+        f"SCHEDULER_MAX_CONCURRENT={max_concurrent}"
         + "".join(f", {item}" for item in args.env)
         + "\n"
     )
     rows = []
-    for pair in results:
-        ratio = pair[1]["per_second"] / pair[0]["per_second"]
-        for result in pair:
+    for mode in modes:
+        ours = mode["runs"]
+        assert ours is not None
+        for result in mode.values():
+            if result is None:
+                continue
             rows.append(
                 [
                     result["mode"],
@@ -336,7 +456,7 @@ def main() -> None:
                     f"{result['seconds']:.2f} s",
                     f"{result['enqueue_seconds']:.2f} s",
                     f"{result['per_second']:.1f}",
-                    f"{ratio:.1%}" if result is pair[1] else "",
+                    "" if result is ours else f"{ours['per_second'] / result['per_second']:.1%}",
                     f"{result['worker_cpu_ms_per_run']:.1f} ms",
                     f"{result['this_process_cpu_ms_per_run']:.1f} ms",
                     f"{result['worker_rss_mib']:.0f} MiB" if result["worker_rss_mib"] else "-",
@@ -350,22 +470,31 @@ def main() -> None:
             "wall",
             "enqueue",
             "per s",
-            "of bare",
+            "ours / this",
             "worker CPU/run",
             "sender CPU/run",
             "worker RSS",
         ],
         rows,
     )
-    for bare, full in results:
-        ratio = full["per_second"] / bare["per_second"]
-        verdict = "meets" if ratio >= 0.5 else "misses"
-        per_run = ", ".join(f"{name} {n:.2f}" for name, n in sorted(full["tasks_per_run"].items()))
-        print(f"\n{full['mode']}: runs / bare = {ratio:.1%} ({verdict} the 50% target)")
+    for mode in modes:
+        ours = mode["runs"]
+        assert ours is not None
+        print(f"\n{ours['mode']}:")
+        for key, target in (("q2", "at least django-q2's"), ("celery_results", "at least theirs")):
+            peer_result = mode[key]
+            if peer_result is None:
+                continue
+            ratio = ours["per_second"] / peer_result["per_second"]
+            verdict = "meets" if ratio >= 1 else "misses"
+            print(f"  runs / {peer_result['path']} = {ratio:.1%} ({verdict} the target: {target})")
+        per_run = ", ".join(f"{name} {n:.2f}" for name, n in sorted(ours["tasks_per_run"].items()))
         print(f"  Celery tasks per run: {per_run}")
     print(
         "\nend to end: timed from the first send to the last completion, sending included;"
-        "\npre-queued: everything sent while the worker was paused, timed from its resuming."
+        "\npre-queued: everything sent while the worker was paused, timed from its resuming"
+        " (not for django-q2, whose cluster cannot pause);"
+        "\nworker CPU and RSS: the worker process and its children (django-q2: the cluster's)."
     )
     if args.json:
         append_results(
@@ -377,10 +506,7 @@ def main() -> None:
                 "max_concurrent": max_concurrent,
                 "agents": len(agents),
                 "env": args.env,
-                "results": [
-                    {"bare": bare, "runs": full, "ratio": full["per_second"] / bare["per_second"]}
-                    for bare, full in results
-                ],
+                "results": modes,
             },
         )
 
