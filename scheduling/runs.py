@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, F, When
 from django.utils import timezone
 
 from agents.models import AIAgent, ExecutionSession, RunRequestKey
@@ -323,7 +324,6 @@ def refresh_agent_status(
     left as it was: nothing after a finish reads it, and reading it back
     would cost a query per run.
     """
-    sessions = ExecutionSession.objects.filter(agent_id=OuterRef("pk"))
     if finished is None:
         # The history index, not completed_at: stops at the newest finished
         # row instead of sorting an agent's whole history.
@@ -336,19 +336,39 @@ def refresh_agent_status(
     else:
         latest = finished
     settled = AIAgent.Status.ERROR if latest == Status.FAILED else AIAgent.Status.IDLE
-    AIAgent.objects.filter(pk=agent.pk).update(
-        status=Case(
-            When(
-                Exists(sessions.filter(status=Status.RUNNING, started_at__isnull=False)),
-                then=Value(AIAgent.Status.RUNNING),
-            ),
-            When(
-                Exists(sessions.filter(status__in=[Status.QUEUED, Status.RUNNING])),
-                then=Value(AIAgent.Status.QUEUED),
-            ),
-            default=Value(settled),
-        ),
-        **(also or {}),
+    fields = [AIAgent._meta.get_field(name) for name in also or {}]
+    quote = connection.ops.quote_name
+    assignments = "".join(f", {quote(field.column)} = %s" for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _agent_status_update(quote).format(assignments=assignments),
+            [
+                Status.RUNNING,
+                AIAgent.Status.RUNNING,
+                Status.QUEUED,
+                Status.RUNNING,
+                AIAgent.Status.QUEUED,
+                settled,
+                *(field.get_db_prep_save(also[field.name], connection) for field in fields),
+                AIAgent._meta.pk.get_db_prep_value(agent.pk, connection),
+            ],
+        )
+
+
+def _agent_status_update(quote: Callable[[str], str]) -> str:
+    # Written out rather than built from Case, When and Exists: compiling
+    # that expression was a fifth of a run's CPU in the worker, for a
+    # statement whose shape never changes.
+    agents, sessions = quote(AIAgent._meta.db_table), quote(ExecutionSession._meta.db_table)
+    agent_id = f"{agents}.{quote(AIAgent._meta.pk.column)}"
+    return (
+        f"UPDATE {agents} SET status = CASE"
+        f" WHEN EXISTS (SELECT 1 FROM {sessions} s WHERE s.agent_id = {agent_id}"
+        " AND s.status = %s AND s.started_at IS NOT NULL) THEN %s"
+        f" WHEN EXISTS (SELECT 1 FROM {sessions} s WHERE s.agent_id = {agent_id}"
+        " AND s.status IN (%s, %s)) THEN %s"
+        " ELSE %s END{assignments}"
+        f" WHERE {agent_id} = %s"
     )
 
 
