@@ -32,6 +32,7 @@ at once; ``SCHEDULER_MAX_CONCURRENT`` stays at its default (5) unless
     python bench/throughput.py                      # 300 of each
     python bench/throughput.py --runs 3000
     python bench/throughput.py --runs 2000 --max-concurrent 8 --profile /tmp/worker.txt
+    python bench/throughput.py --runs 1000 --worker-processes 2   # two of our workers
 
 Needs PostgreSQL and Redis on 127.0.0.1. It creates and drops its own database
 and only deletes the Redis keys it created (DB 14 by default).
@@ -87,11 +88,15 @@ def noop() -> None:
 # --- processes ------------------------------------------------------------------------
 
 
-def start_throughput_worker(queue: str) -> Worker:
-    """The Procfile's worker, plus this module so it knows the no-op task."""
-    name = f"{HOSTNAME_PREFIX}-{os.getpid()}"
-    process = start_worker(hostname=f"{name}@%h", options=["--include=bench.throughput"])
-    return Worker(process, queue, name)
+def start_throughput_workers(queue: str, count: int) -> Worker:
+    """The Procfile's worker, ``count`` times on one queue, plus this module so they
+    know the no-op task."""
+    names = [f"{HOSTNAME_PREFIX}-{os.getpid()}-{index}" for index in range(count)]
+    processes = [
+        start_worker(hostname=f"{name}@%h", options=["--include=bench.throughput"])
+        for name in names
+    ]
+    return Worker(processes, queue, names)
 
 
 def start_peer_worker(queue: str) -> Worker:
@@ -103,7 +108,7 @@ def start_peer_worker(queue: str) -> Worker:
         options=["--include=bench.peer_tasks", f"--queues={queue}"],
         DJANGO_SETTINGS_MODULE=PEER_SETTINGS,
     )
-    return Worker(process, queue, name)
+    return Worker([process], queue, [name])
 
 
 def start_q_cluster() -> QCluster:
@@ -133,7 +138,7 @@ def profiling(worker: Worker, path: str | None, duration: int):
             str(BIN / "py-spy"),
             "record",
             "--pid",
-            str(worker.child.popen.pid),
+            str(worker.children[0].popen.pid),
             "--duration",
             str(duration),
             "--rate",
@@ -162,38 +167,45 @@ def profiling(worker: Worker, path: str | None, duration: int):
 
 
 class Worker:
-    """A Celery worker process, and the remote control to stop and resume its consuming."""
+    """Celery worker processes on one queue, and the remote control to stop and resume
+    their consuming."""
 
-    def __init__(self, child: Process, queue: str, name: str) -> None:
-        self.child = child
+    def __init__(self, children: list[Process], queue: str, names: list[str]) -> None:
+        self.children = children
         self.queue = queue
-        self.name = f"{name}@{socket.gethostname()}"
+        self.names = [f"{name}@{socket.gethostname()}" for name in names]
 
     def cpu_seconds(self) -> float:
-        return tree_cpu_seconds(self.child.popen.pid)
+        return sum(tree_cpu_seconds(child.popen.pid) for child in self.children)
 
     def rss_mib(self) -> float | None:
-        return tree_rss_mib(self.child.popen.pid)
+        sizes = [size for child in self.children if (size := tree_rss_mib(child.popen.pid))]
+        return sum(sizes) if sizes else None
 
     def task_counts(self) -> collections.Counter[str]:
-        return task_counts(self.child)
+        return sum((task_counts(child) for child in self.children), collections.Counter())
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.stop()
+            child.remove_log()
 
     def pause(self) -> None:
         from neonhub.celery import app
 
         replies = app.control.cancel_consumer(
-            self.queue, destination=[self.name], reply=True, timeout=10
+            self.queue, destination=self.names, reply=True, timeout=10
         )
-        if not replies:
+        if len(replies) < len(self.names):
             raise RuntimeError("the worker did not answer cancel_consumer")
 
     def resume(self) -> None:
         from neonhub.celery import app
 
         replies = app.control.add_consumer(
-            self.queue, destination=[self.name], reply=True, timeout=10
+            self.queue, destination=self.names, reply=True, timeout=10
         )
-        if not replies:
+        if len(replies) < len(self.names):
             raise RuntimeError("the worker did not answer add_consumer")
 
 
@@ -270,7 +282,7 @@ def measure_bare(worker: Worker, runs: int, timeout: float, *, prequeued: bool) 
         worker,
         "bare Celery no-op",
         lambda index: noop.apply_async(),
-        lambda: task_counts(worker.child)[NOOP_TASK],
+        lambda: worker.task_counts()[NOOP_TASK],
         runs,
         timeout,
         prequeued=prequeued,
@@ -371,6 +383,13 @@ def main() -> None:
         default=None,
         help="SCHEDULER_MAX_CONCURRENT for the runs (default: the setting's default, 5)",
     )
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=1,
+        help="our worker processes, each as the Procfile starts one (default 1); the bare"
+        " no-op shares them, the Celery peer keeps one",
+    )
     parser.add_argument("--timeout", type=float, default=600, help="limit per measurement, s")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="admin URL")
     parser.add_argument("--redis", default=DEFAULT_REDIS)
@@ -384,8 +403,8 @@ def main() -> None:
     parser.add_argument("--profile", help="write py-spy samples of the worker's runs here")
     parser.add_argument("--json", type=Path, help="append the figures to this JSON file")
     args = parser.parse_args()
-    if args.runs < 1 or args.agents < 1:
-        parser.error("--runs and --agents must be at least 1")
+    if args.runs < 1 or args.agents < 1 or args.worker_processes < 1:
+        parser.error("--runs, --agents and --worker-processes must be at least 1")
 
     about = machine()
     load = load_average()
@@ -404,7 +423,7 @@ def main() -> None:
         from django.conf import settings
 
         agents = create_agents(min(args.agents, args.runs))
-        worker = start_throughput_worker(extra["CELERY_QUEUE"])
+        worker = start_throughput_workers(extra["CELERY_QUEUE"], args.worker_processes)
         peer = start_peer_worker(peer_queue)
         modes: list[dict[str, dict | None]] = []
         try:
@@ -424,9 +443,8 @@ def main() -> None:
                     )
                 modes.append(mode)
         finally:
-            for child in (worker.child, peer.child):
-                child.stop()
-                child.remove_log()
+            worker.stop()
+            peer.stop()
         max_concurrent = settings.SCHEDULER_MAX_CONCURRENT
 
     print(f"\nRun throughput, {about['date']}")
@@ -435,7 +453,8 @@ def main() -> None:
         f"PostgreSQL {about['postgresql']}, Redis {about['redis']}; load average {' '.join(load)}"
     )
     print(
-        f"Celery workers: --pool=threads --concurrency=8; django-q2: 4 workers, Redis broker; "
+        f"Celery workers: --pool=threads --concurrency=8 ({args.worker_processes} of ours, one"
+        " for the peer); django-q2: 4 workers, Redis broker; "
         f"{args.runs} of each; runs over {len(agents)} agents, "
         f"SCHEDULER_MAX_CONCURRENT={max_concurrent}"
         + "".join(f", {item}" for item in args.env)
@@ -505,6 +524,7 @@ def main() -> None:
                 "load": load,
                 "max_concurrent": max_concurrent,
                 "agents": len(agents),
+                "worker_processes": args.worker_processes,
                 "env": args.env,
                 "results": modes,
             },
