@@ -18,7 +18,9 @@ process (Django set up as a worker's is) sends, paced:
   is latency rather than a queue that keeps growing.
 
 Each phase has an emitter process of its own; daphne's and this process's CPU
-time over the phase are reported per delivered frame.
+time over the phase are reported per delivered frame. ``--web-processes K``
+starts K daphnes, one port each, and connects client i to daphne i mod K, as
+a load balancer would spread them (their CPU is added up).
 
 Latency is the moment a client has the frame minus the ``timestamp`` inside it
 (set by the payload builder just before sending), over every delivery.
@@ -26,6 +28,7 @@ Latency is the moment a client has the frame minus the ``timestamp`` inside it
     python bench/event_latency.py                        # 50 and 200 clients
     python bench/event_latency.py --clients 10,100,250,500,1000 \\
         --plot docs/performance/event_latency.png
+    python bench/event_latency.py --clients 1000 --web-processes 4
 
 Needs PostgreSQL and Redis on 127.0.0.1. It creates and drops its own database
 and only deletes the Redis keys it created (DB 14 by default).
@@ -130,8 +133,9 @@ def emit(phase: str, agent_ids: list[str], hot_id: str, count: int, rate: float)
 class Clients:
     """N WebSocket clients in this process, each subscribed to its agent and the shared one."""
 
-    def __init__(self, url: str, token: str, agent_ids: list[str], hot_id: str) -> None:
-        self.url = url
+    def __init__(self, urls: list[str], token: str, agent_ids: list[str], hot_id: str) -> None:
+        # Client i goes to web process i mod len(urls), as a load balancer would spread them.
+        self.urls = urls
         self.token = token
         self.agent_ids = agent_ids
         self.hot_id = hot_id
@@ -157,7 +161,7 @@ class Clients:
         import websockets
 
         socket = await websockets.connect(
-            f"{self.url}?token={self.token}",
+            f"{self.urls[index % len(self.urls)]}?token={self.token}",
             open_timeout=60,
             ping_interval=None,
             max_queue=None,
@@ -228,15 +232,23 @@ def summary(values: list[float], expected: int) -> dict:
     }
 
 
+def web_cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 def shared_rate(rate: float, clients: int) -> float:
     return min(rate / 10, SHARED_FRAMES_PER_SECOND / clients)
 
 
 async def run_phase(
-    phase: str, spec: dict, env: dict[str, str], daphne_pid: int, done: Callable[[], bool]
+    phase: str,
+    spec: dict,
+    env: dict[str, str],
+    daphne_pids: list[int],
+    done: Callable[[], bool],
 ) -> tuple[float, float, float]:
-    """One emitter process for one phase; returns the CPU seconds daphne and this
-    process used while it sent, and how long that took."""
+    """One emitter process for one phase; returns the CPU seconds the daphne processes
+    and this process used while it sent, and how long that took."""
     emitter = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
@@ -255,7 +267,7 @@ async def run_phase(
         while (text := await line()) != "START":
             if not text:
                 raise RuntimeError("the emitter stopped before it started")
-        web, own, started = cpu_seconds(daphne_pid), time.process_time(), time.perf_counter()
+        web, own, started = web_cpu(daphne_pids), time.process_time(), time.perf_counter()
         while (text := await line()) != "END":
             if not text:
                 raise RuntimeError("the emitter stopped before it finished")
@@ -265,7 +277,7 @@ async def run_phase(
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)
         used = (
-            cpu_seconds(daphne_pid) - web,
+            web_cpu(daphne_pids) - web,
             time.process_time() - own,
             time.perf_counter() - started,
         )
@@ -283,7 +295,7 @@ async def measure_step(
     events: int,
     rate: float,
     hot_events: int,
-    daphne_pid: int,
+    daphne_pids: list[int],
 ) -> dict:
     connect_seconds = await clients.grow_to(size)
     await asyncio.sleep(1.0)
@@ -311,7 +323,7 @@ async def measure_step(
             phase,
             {**spec, "count": count, "rate": per_second},
             env,
-            daphne_pid,
+            daphne_pids,
             lambda arrived=arrived, expected=expected: len(arrived) >= expected,
         )
         if listener is not None:
@@ -333,15 +345,15 @@ async def measure_step(
     return step
 
 
-async def run_clients(url, token, agent_ids, hot_id, sizes, env, args, daphne_pid) -> list[dict]:
-    clients = Clients(url, token, agent_ids, hot_id)
+async def run_clients(urls, token, agent_ids, hot_id, sizes, env, args, daphne_pids) -> list[dict]:
+    clients = Clients(urls, token, agent_ids, hot_id)
     results = []
     try:
         for size in sizes:
             step = await measure_step(
-                clients, size, env, args.events, args.rate, args.hot_events, daphne_pid
+                clients, size, env, args.events, args.rate, args.hot_events, daphne_pids
             )
-            step["web_rss_mib"] = rss_mib(daphne_pid)
+            step["web_rss_mib"] = sum(rss_mib(pid) or 0 for pid in daphne_pids)
             step["client_rss_mib"] = rss_mib(os.getpid())
             results.append(step)
             step["closed_sockets"] = len(clients.closed)
@@ -440,7 +452,15 @@ def main() -> None:
         action="store_true",
         help="measure nothing: draw --plot from the last run recorded in --json",
     )
-    parser.add_argument("--profile", help="write py-spy samples of daphne (GIL holder) here")
+    parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=1,
+        help="daphne processes the clients are spread over, one port each (default 1)",
+    )
+    parser.add_argument(
+        "--profile", help="write py-spy samples of the first daphne (GIL holder) here"
+    )
     parser.add_argument("--emit", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plot_only:
@@ -460,8 +480,17 @@ def main() -> None:
         sizes = sorted({int(part) for part in args.clients.split(",") if part.strip()})
     except ValueError:
         parser.error("--clients wants numbers, e.g. 10,100,1000")
-    if not sizes or sizes[0] < 1 or args.events < 1 or args.rate <= 0 or args.hot_events < 1:
-        parser.error("need clients >= 1, --events >= 1, --rate > 0, --hot-events >= 1")
+    if (
+        not sizes
+        or sizes[0] < 1
+        or args.events < 1
+        or args.rate <= 0
+        or args.hot_events < 1
+        or args.web_processes < 1
+    ):
+        parser.error(
+            "need clients >= 1, --events >= 1, --rate > 0, --hot-events >= 1, --web-processes >= 1"
+        )
     largest = sizes[-1]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 2 * largest + 1000  # this process's sockets, then daphne's, inherited
@@ -476,7 +505,11 @@ def main() -> None:
     with bench_database(args.postgres) as database_url, redis_database(args.redis) as redis_url:
         setup_django(database_url, redis_url, WS_MAX_CONNECTIONS_PER_USER=cap)
         agent_ids, hot_id, token = create_agents(largest)
-        daphne, port = start_daphne(WS_MAX_CONNECTIONS_PER_USER=cap, DEBUG="0")
+        daphnes = [
+            start_daphne(WS_MAX_CONNECTIONS_PER_USER=cap, DEBUG="0")
+            for _ in range(args.web_processes)
+        ]
+        daphne_pids = [daphne.popen.pid for daphne, _ in daphnes]
         env = bench_env(database_url, redis_url, WS_MAX_CONNECTIONS_PER_USER=cap)
         spy = None
         if args.profile:
@@ -485,7 +518,7 @@ def main() -> None:
                     str(Path(sys.executable).parent / "py-spy"),
                     "record",
                     "--pid",
-                    str(daphne.popen.pid),
+                    str(daphne_pids[0]),
                     "--rate",
                     "250",
                     "--format",
@@ -501,33 +534,39 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
         try:
-            print(f"daphne on {port}; measuring {', '.join(map(str, sizes))} clients", flush=True)
+            ports = [port for _, port in daphnes]
+            print(
+                f"daphne on {', '.join(map(str, ports))}; "
+                f"measuring {', '.join(map(str, sizes))} clients",
+                flush=True,
+            )
             results = asyncio.run(
                 run_clients(
-                    f"ws://127.0.0.1:{port}/ws/agents/",
+                    [f"ws://127.0.0.1:{port}/ws/agents/" for port in ports],
                     token,
                     agent_ids,
                     hot_id,
                     sizes,
                     env,
                     args,
-                    daphne.popen.pid,
+                    daphne_pids,
                 )
             )
         finally:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
-            daphne.stop()
-            complaints = [
-                line
-                for line in daphne.output().splitlines()
-                if "WARNING" in line or "ERROR" in line or "Traceback" in line
-            ]
-            if complaints:
-                print(f"daphne logged {len(complaints)} warnings or errors, the last ones:")
-                print("\n".join(complaints[-10:]))
-            daphne.remove_log()
+            for daphne, _ in daphnes:
+                daphne.stop()
+                complaints = [
+                    line
+                    for line in daphne.output().splitlines()
+                    if "WARNING" in line or "ERROR" in line or "Traceback" in line
+                ]
+                if complaints:
+                    print(f"daphne logged {len(complaints)} warnings or errors, the last ones:")
+                    print("\n".join(complaints[-10:]))
+                daphne.remove_log()
 
     print(f"\nEvent latency, {about['date']}")
     print(
@@ -535,8 +574,9 @@ def main() -> None:
         f"PostgreSQL {about['postgresql']}, Redis {about['redis']}; load average {' '.join(load)}"
     )
     print(
-        f"one daphne; clients in one process; {args.events} events at {args.rate:g}/s per "
-        f"phase; {args.hot_events} in the shared room at "
+        f"daphne processes: {args.web_processes}, the clients spread evenly over them; "
+        f"clients in one process; {args.events} events at {args.rate:g}/s per phase; "
+        f"{args.hot_events} in the shared room at "
         + ", ".join(f"{shared_rate(args.rate, size):g}/s" for size in sizes)
         + f" (at most {SHARED_FRAMES_PER_SECOND} frames/s)\n"
     )
@@ -601,6 +641,7 @@ def main() -> None:
                 "events": args.events,
                 "rate": args.rate,
                 "hot_events": args.hot_events,
+                "web_processes": args.web_processes,
                 "results": results,
             },
         )
