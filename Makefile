@@ -67,6 +67,7 @@ bench: install-bench
 	$(BIN)/python bench/dispatch_lag.py --agents 200 --redis $$REDIS_URL && \
 	$(BIN)/python bench/throughput.py --runs 300 --redis $$REDIS_URL && \
 	$(BIN)/python bench/event_latency.py --clients 50,200 --redis $$REDIS_URL && \
+	$(BIN)/python bench/event_latency.py --clients 200 --web-processes 2 --redis $$REDIS_URL && \
 	$(BIN)/python bench/history.py --rows 20000 --agents 200 --requests 50 --redis $$REDIS_URL && \
 	$(BIN)/python bench/admission.py --runs 2000 --repeats 20 --redis $$REDIS_URL && \
 	$(BIN)/python bench/admission_lock.py --runs 2000 --seconds 3 --redis $$REDIS_URL && \
