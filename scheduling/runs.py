@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, When
+from django.db.models import Case, F, Field, When
 from django.utils import timezone
 
 from agents.models import AIAgent, ExecutionSession, RunRequestKey
@@ -188,9 +188,7 @@ def finish_succeeded(
         session.lease_expires_at = None
         agent = session.agent
         agent.retry_count, agent.last_error = 0, ""
-        refresh_agent_status(
-            agent, finished=Status.SUCCEEDED, also={"retry_count": 0, "last_error": ""}
-        )
+        refresh_agent_status(agent, finished=Status.SUCCEEDED, clear_failures=True)
         events.emit_completed(session, agent)
         metrics.run_finished(session)
         alerts.run_ended(session, agent)
@@ -314,15 +312,15 @@ def runner_stopped(session_id: str) -> None:
 
 
 def refresh_agent_status(
-    agent: AIAgent, *, finished: str | None = None, also: dict | None = None
+    agent: AIAgent, *, finished: str | None = None, clear_failures: bool = False
 ) -> None:
     """Derive the agent's status from its sessions, in one statement.
 
     ``finished`` is the outcome of a run that just ended, which is then the
-    latest; otherwise the latest finished session is looked up. ``also`` are
-    further fields to write in the same update. ``agent.status`` in memory is
-    left as it was: nothing after a finish reads it, and reading it back
-    would cost a query per run.
+    latest; otherwise the latest finished session is looked up.
+    ``clear_failures`` also resets the retry count and the last error in the
+    same update. ``agent.status`` in memory is left as it was: nothing after
+    a finish reads it, and reading it back would cost a query per run.
     """
     if finished is None:
         # The history index, not completed_at: stops at the newest finished
@@ -336,12 +334,12 @@ def refresh_agent_status(
     else:
         latest = finished
     settled = AIAgent.Status.ERROR if latest == Status.FAILED else AIAgent.Status.IDLE
-    fields = [AIAgent._meta.get_field(name) for name in also or {}]
-    quote = connection.ops.quote_name
-    assignments = "".join(f", {quote(field.column)} = %s" for field in fields)
+    statement = _agent_status_update(connection.ops.quote_name, clear_failures=clear_failures)
+    id_field = AIAgent._meta.get_field("id")
+    assert isinstance(id_field, Field)
     with connection.cursor() as cursor:
         cursor.execute(
-            _agent_status_update(quote).format(assignments=assignments),
+            statement,
             [
                 Status.RUNNING,
                 AIAgent.Status.RUNNING,
@@ -349,25 +347,24 @@ def refresh_agent_status(
                 Status.RUNNING,
                 AIAgent.Status.QUEUED,
                 settled,
-                *(field.get_db_prep_save(also[field.name], connection) for field in fields),
-                AIAgent._meta.pk.get_db_prep_value(agent.pk, connection),
+                id_field.get_db_prep_value(agent.pk, connection),
             ],
         )
 
 
-def _agent_status_update(quote: Callable[[str], str]) -> str:
+def _agent_status_update(quote: Callable[[str], str], *, clear_failures: bool) -> str:
     # Written out rather than built from Case, When and Exists: compiling
     # that expression was a fifth of a run's CPU in the worker, for a
     # statement whose shape never changes.
     agents, sessions = quote(AIAgent._meta.db_table), quote(ExecutionSession._meta.db_table)
-    agent_id = f"{agents}.{quote(AIAgent._meta.pk.column)}"
+    agent_id = f"{agents}.{quote('id')}"
+    failures = f", {quote('retry_count')} = 0, {quote('last_error')} = ''" if clear_failures else ""
     return (
         f"UPDATE {agents} SET status = CASE"
         f" WHEN EXISTS (SELECT 1 FROM {sessions} s WHERE s.agent_id = {agent_id}"
         " AND s.status = %s AND s.started_at IS NOT NULL) THEN %s"
         f" WHEN EXISTS (SELECT 1 FROM {sessions} s WHERE s.agent_id = {agent_id}"
-        " AND s.status IN (%s, %s)) THEN %s"
-        " ELSE %s END{assignments}"
+        f" AND s.status IN (%s, %s)) THEN %s ELSE %s END{failures}"
         f" WHERE {agent_id} = %s"
     )
 

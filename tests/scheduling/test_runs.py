@@ -171,3 +171,19 @@ def test_the_last_failure_leaves_the_agent_in_error(settings):
     assert session.agent.status == AIAgent.Status.ERROR
     assert session.agent.retry_count == 1
     assert not ExecutionSession.objects.filter(attempt=2).exists()
+
+
+def test_a_success_clears_the_failures_and_settles_the_agent(settings):
+    settings.SCHEDULER_MAX_RETRIES = 0
+    failed = SessionFactory(status=Status.RUNNING, started_at=timezone.now())
+    runs.finish_failed(str(failed.pk), "boom")
+    agent = failed.agent
+    waiting = SessionFactory(agent=agent, status=Status.QUEUED)
+    session = SessionFactory(agent=agent, status=Status.RUNNING, started_at=timezone.now())
+    assert runs.finish_succeeded(str(session.pk), "done") is True
+    agent.refresh_from_db()
+    assert (agent.retry_count, agent.last_error) == (0, "")
+    assert agent.status == AIAgent.Status.QUEUED  # its next run still waits
+    runs.cancel_session(waiting)
+    agent.refresh_from_db()
+    assert agent.status == AIAgent.Status.IDLE  # the latest finished run is the cancelled one
