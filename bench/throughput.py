@@ -1,7 +1,8 @@
-"""Run throughput: no-op ``demo`` runs through the whole path against bare Celery no-ops.
+"""Run throughput: no-op ``demo`` runs through the whole path against bare Celery
+no-ops, Celery + django-celery-results and django-q2.
 
-One real Celery worker, started with the Procfile's settings (thread pool, 8
-threads), serves both measurements in turn:
+One real Celery worker (or ``--worker-processes`` of them), started with the
+Procfile's settings (thread pool, 8 threads), serves our two measurements in turn:
 
 * ``bare``: N messages of a Celery task that does nothing (``bench.noop``),
   sent with ``apply_async``; done when the worker has logged N successes;
@@ -18,10 +19,10 @@ and, as the peers a user who wants a history row per task would pick instead:
 * ``django-q2``: the same no-op through ``async_task`` on a ``qcluster`` of
   four workers with the Redis broker, a Success row per task.
 
-Both modes are measured for each, but django-q2, which has no way to pause a
-running cluster's consuming, only end to end. ``end to end`` runs from the first message (or
-``run_now``) to the last completion, so it includes the enqueueing, done in
-this process as an API process would. ``pre-queued`` sends everything while
+Each is measured in two modes (django-q2, which has no way to pause a running
+cluster's consuming, only in the first). ``end to end`` runs from the first
+message (or ``run_now``) to the last completion, so it includes the
+enqueueing, done in this process as an API process would. ``pre-queued`` sends everything while
 the worker's consumer is paused (``cancel_consumer``) and runs from the moment
 it resumes: the worker's own throughput. ``--profile`` samples the worker with
 py-spy (GIL holder only) during the pre-queued runs, in py-spy's raw format.
