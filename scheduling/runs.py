@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -334,7 +333,7 @@ def refresh_agent_status(
     else:
         latest = finished
     settled = AIAgent.Status.ERROR if latest == Status.FAILED else AIAgent.Status.IDLE
-    statement = _agent_status_update(connection.ops.quote_name, clear_failures=clear_failures)
+    statement = _agent_status_update(clear_failures=clear_failures)
     id_field = AIAgent._meta.get_field("id")
     assert isinstance(id_field, Field)
     with connection.cursor() as cursor:
@@ -352,10 +351,11 @@ def refresh_agent_status(
         )
 
 
-def _agent_status_update(quote: Callable[[str], str], *, clear_failures: bool) -> str:
+def _agent_status_update(*, clear_failures: bool) -> str:
     # Written out rather than built from Case, When and Exists: compiling
     # that expression was a fifth of a run's CPU in the worker, for a
     # statement whose shape never changes.
+    quote = connection.ops.quote_name
     agents, sessions = quote(AIAgent._meta.db_table), quote(ExecutionSession._meta.db_table)
     agent_id = f"{agents}.{quote('id')}"
     failures = f", {quote('retry_count')} = 0, {quote('last_error')} = ''" if clear_failures else ""
