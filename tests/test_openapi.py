@@ -573,7 +573,9 @@ def test_the_docs_render_offline_from_local_assets(path):
     assert response.status_code == 200
     page = response.content.decode()
     assert "SwaggerUIBundle" in page
-    assert not re.search(r"cdn|jsdelivr|unpkg|cdnjs", page, re.IGNORECASE)
+    # Matched as a host after "//": the page also carries a random CSRF
+    # token, which now and then spells "cdn".
+    assert not re.search(r"//[^/\s\"']*(?:cdn|jsdelivr|unpkg)", page, re.IGNORECASE)
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert assets and all(asset.startswith("/static/") for asset in assets), assets
     assert any(asset.endswith("swagger-ui-bundle.js") for asset in assets)
