@@ -24,6 +24,7 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from agents.models import AIAgent, ExecutionSession, OverlapPolicy
+from core import bulk
 from core.dates import minute_text
 from scheduling import pacing, runs, slots
 from scheduling.cron import CronError
@@ -263,7 +264,8 @@ def _queue_batch(slot: datetime, batch: list[DueAgent]) -> tuple[list[uuid.UUID]
         [row.agent_id for row in batch if row.overlap_policy != OverlapPolicy.BUFFER_ALL]
     )
     ledger: list[ScheduleSlot] = []
-    sessions: dict[uuid.UUID, ExecutionSession] = {}
+    # (ledger row, the session it queues, the agent) for the slots that run.
+    queueing: list[tuple[ScheduleSlot, uuid.UUID, DueAgent]] = []
     cancels: dict[uuid.UUID, tuple[uuid.UUID, ...]] = {}
     for row in batch:
         decision = overlap_decision(row.overlap_policy, slot, active.get(row.agent_id, []))
@@ -276,17 +278,7 @@ def _queue_batch(slot: datetime, batch: list[DueAgent]) -> tuple[list[uuid.UUID]
         )
         if decision.queue:
             entry.session_id = uuid.uuid4()
-            sessions[entry.pk] = ExecutionSession(
-                id=entry.session_id,
-                agent_id=row.agent_id,
-                owner_id=row.owner_id,
-                trigger=Trigger.SCHEDULE,
-                attempt=1,
-                priority=row.priority,
-                scheduled_for=slot,
-                # The planned slot stays the slot; only the start waits.
-                not_before=slot + slots.jitter_delay(row.agent_id, slot, row.jitter_seconds),
-            )
+            queueing.append((entry, entry.session_id, row))
         if decision.cancel:
             cancels[entry.pk] = decision.cancel
         ledger.append(entry)
@@ -296,22 +288,31 @@ def _queue_batch(slot: datetime, batch: list[DueAgent]) -> tuple[list[uuid.UUID]
         by_next_run.setdefault(next_fire(row.spec, slot), []).append(row.agent_id)
     with transaction.atomic():
         ours = slots.insert_slots(ledger)
-        to_queue = [session for pk, session in sessions.items() if pk in ours]
-        ExecutionSession.objects.bulk_create(to_queue, ignore_conflicts=True)
-        inserted: set[uuid.UUID] = set()
-        for chunk in _chunks([session.pk for session in to_queue], _parameter_batch()):
-            inserted.update(
-                ExecutionSession.objects.filter(pk__in=chunk).values_list("pk", flat=True)
-            )
+        to_queue = [session_id for entry, session_id, _ in queueing if entry.pk in ours]
+        due = [row for entry, _, row in queueing if entry.pk in ours]
+        inserted = bulk.insert_new(
+            ExecutionSession,
+            {
+                "id": to_queue,
+                "agent_id": [row.agent_id for row in due],
+                "owner_id": [row.owner_id for row in due],
+                "priority": [row.priority for row in due],
+                # The planned slot stays the slot; only the start waits.
+                "not_before": [
+                    slot + slots.jitter_delay(row.agent_id, slot, row.jitter_seconds) for row in due
+                ],
+            },
+            {"trigger": Trigger.SCHEDULE, "attempt": 1, "scheduled_for": slot},
+        )
         if len(inserted) < len(to_queue):
             # The slot's session existed without a ledger row (queued before
             # the ledger was kept): no ledger row may point at nothing.
-            orphans = [s.pk for s in to_queue if s.pk not in inserted]
+            orphans = [pk for pk in to_queue if pk not in inserted]
             ScheduleSlot.objects.filter(session_id__in=orphans).delete()
-        for chunk in _chunks(list(inserted), _parameter_batch()):
+        waiting = [row.agent_id for pk, row in zip(to_queue, due, strict=True) if pk in inserted]
+        for chunk in _chunks(waiting, _parameter_batch()):
             AIAgent.objects.filter(
-                pk__in=ExecutionSession.objects.filter(pk__in=chunk).values("agent_id"),
-                status__in=[AIAgent.Status.IDLE, AIAgent.Status.ERROR],
+                pk__in=chunk, status__in=[AIAgent.Status.IDLE, AIAgent.Status.ERROR]
             ).update(status=AIAgent.Status.QUEUED)
         for pk, session_ids in cancels.items():
             if pk in ours:
@@ -320,7 +321,7 @@ def _queue_batch(slot: datetime, batch: list[DueAgent]) -> tuple[list[uuid.UUID]
             for chunk in _chunks(ids, _parameter_batch()):
                 AIAgent.objects.filter(pk__in=chunk).update(next_run_at=next_run_at)
     overlapped = sum(1 for entry in ledger if entry.pk in ours and entry.outcome == Outcome.SKIPPED)
-    return [s.pk for s in to_queue if s.pk in inserted], overlapped, len(ours)
+    return [pk for pk in to_queue if pk in inserted], overlapped, len(ours)
 
 
 def _cancel_others(session_ids: Iterable[uuid.UUID], slot: datetime) -> None:

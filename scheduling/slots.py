@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from core import bulk
 from core.dates import minute_text
 from observability import metrics
 from scheduling.models import ScheduleSlot
@@ -46,15 +47,17 @@ def insert_slots(rows: Iterable[ScheduleSlot]) -> set[uuid.UUID]:
     rows = list(rows)
     if not rows:
         return set()
-    ScheduleSlot.objects.bulk_create(rows, ignore_conflicts=True)
-    ours: set[uuid.UUID] = set()
-    ids = [row.pk for row in rows]
-    for start in range(0, len(ids), 900):
-        ours.update(
-            ScheduleSlot.objects.filter(pk__in=ids[start : start + 900]).values_list(
-                "pk", flat=True
-            )
-        )
+    ours = bulk.insert_new(
+        ScheduleSlot,
+        {
+            "id": [row.pk for row in rows],
+            "agent_id": [row.agent_id for row in rows],
+            "scheduled_for": [row.scheduled_for for row in rows],
+            "outcome": [row.outcome for row in rows],
+            "session_id": [row.session_id for row in rows],
+            "reason": [row.reason for row in rows],
+        },
+    )
     metrics.slots_recorded(Counter(str(row.outcome) for row in rows if row.pk in ours))
     return ours
 
