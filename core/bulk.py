@@ -13,15 +13,27 @@ and the read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model
 from django.utils import timezone
 
-# SQLite caps the parameters of one statement; 900 stays below every build's cap.
-_SQLITE_PARAMETERS = 900
+T = TypeVar("T")
+
+
+def parameter_batch() -> int:
+    """How many values one statement may take in a list (``pk__in=...``)."""
+    # SQLite caps the parameters of one statement; 900 stays below every build's cap.
+    return 900 if connections[DEFAULT_DB_ALIAS].vendor == "sqlite" else 10_000
+
+
+def chunks(items: Sequence[T], size: int | None = None) -> Iterator[list[T]]:
+    """``items`` in lists of ``size``, by default as many as one statement may take."""
+    size = size or parameter_batch()
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 def insert_new(
@@ -62,17 +74,19 @@ def insert_new(
             shared[field.attname] = field.get_default()
     if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
         return _bulk_create(model, columns, shared, count)
-    return _insert_unnested(model, columns, shared)
+    return _insert_unnested(model, fields, columns, shared)
 
 
 def _insert_unnested(
-    model: type[Model], columns: dict[str, list[Any]], shared: dict[str, Any]
+    model: type[Model],
+    fields: dict[str, Field],
+    columns: dict[str, list[Any]],
+    shared: dict[str, Any],
 ) -> set[Any]:
     meta = model._meta
     assert meta.pk is not None
     # The connection itself, not the proxy: every value's preparation asks it.
     connection = connections[DEFAULT_DB_ALIAS]
-    fields = {field.attname: field for field in meta.concrete_fields}
     names, selected, arrays, aliases, params = [], [], [], [], []
     # The shared values come first in the statement, so first in the parameters.
     for attname, value in shared.items():
@@ -111,12 +125,7 @@ def _bulk_create(
         for index in range(count)
     ]
     model._default_manager.bulk_create(rows, ignore_conflicts=True)
-    keys = [row.pk for row in rows]
     written: set[Any] = set()
-    for start in range(0, len(keys), _SQLITE_PARAMETERS):
-        written.update(
-            model._default_manager.filter(
-                pk__in=keys[start : start + _SQLITE_PARAMETERS]
-            ).values_list("pk", flat=True)
-        )
+    for keys in chunks([row.pk for row in rows]):
+        written.update(model._default_manager.filter(pk__in=keys).values_list("pk", flat=True))
     return written

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from agents.models import AIAgent, ExecutionSession, OverlapPolicy
 from core import bulk
@@ -185,7 +185,7 @@ def record_missed(missed: Mapping[uuid.UUID, Sequence[tuple[datetime, str]]]) ->
         for slot, reason in agent_slots
     ]
     recorded = 0
-    for batch in _chunks(rows, _dispatch_batch()):
+    for batch in bulk.chunks(rows, _dispatch_batch()):
         with transaction.atomic():
             recorded += len(slots.insert_slots(batch))
     return recorded
@@ -193,7 +193,7 @@ def record_missed(missed: Mapping[uuid.UUID, Sequence[tuple[datetime, str]]]) ->
 
 def _dispatch_slot(slot: datetime, agent_ids: list[uuid.UUID]) -> SlotDispatch:
     rows: list[DueAgent] = []
-    for chunk in _chunks(agent_ids, _parameter_batch()):
+    for chunk in bulk.chunks(agent_ids):
         for (
             agent_id,
             owner_id,
@@ -230,7 +230,7 @@ def _dispatch_slot(slot: datetime, agent_ids: list[uuid.UUID]) -> SlotDispatch:
 
     queued: list[uuid.UUID] = []
     overlapped = decided = 0
-    for batch in _chunks(wanted, _dispatch_batch()):
+    for batch in bulk.chunks(wanted, _dispatch_batch()):
         batch_queued, batch_overlapped, batch_decided = _queue_batch(slot, batch)
         queued += batch_queued
         overlapped += batch_overlapped
@@ -247,7 +247,7 @@ def _dispatch_slot(slot: datetime, agent_ids: list[uuid.UUID]) -> SlotDispatch:
 
 def _active_runs(agent_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[ActiveRun]]:
     active: dict[uuid.UUID, list[ActiveRun]] = {}
-    for chunk in _chunks(agent_ids, _parameter_batch()):
+    for chunk in bulk.chunks(agent_ids):
         for agent_id, session_id, scheduled_for, status, attempt in ExecutionSession.objects.filter(
             agent_id__in=chunk, status__in=[Status.QUEUED, Status.RUNNING]
         ).values_list("agent_id", "id", "scheduled_for", "status", "attempt"):
@@ -264,8 +264,8 @@ def _queue_batch(slot: datetime, batch: list[DueAgent]) -> tuple[list[uuid.UUID]
         [row.agent_id for row in batch if row.overlap_policy != OverlapPolicy.BUFFER_ALL]
     )
     ledger: list[ScheduleSlot] = []
-    # (ledger row, the session it queues, the agent) for the slots that run.
-    queueing: list[tuple[ScheduleSlot, uuid.UUID, DueAgent]] = []
+    # Ledger row -> (the session it queues, the agent), for the slots that run.
+    queueing: dict[uuid.UUID, tuple[uuid.UUID, DueAgent]] = {}
     cancels: dict[uuid.UUID, tuple[uuid.UUID, ...]] = {}
     for row in batch:
         decision = overlap_decision(row.overlap_policy, slot, active.get(row.agent_id, []))
@@ -278,7 +278,7 @@ def _queue_batch(slot: datetime, batch: list[DueAgent]) -> tuple[list[uuid.UUID]
         )
         if decision.queue:
             entry.session_id = uuid.uuid4()
-            queueing.append((entry, entry.session_id, row))
+            queueing[entry.pk] = (entry.session_id, row)
         if decision.cancel:
             cancels[entry.pk] = decision.cancel
         ledger.append(entry)
@@ -288,18 +288,19 @@ def _queue_batch(slot: datetime, batch: list[DueAgent]) -> tuple[list[uuid.UUID]
         by_next_run.setdefault(next_fire(row.spec, slot), []).append(row.agent_id)
     with transaction.atomic():
         ours = slots.insert_slots(ledger)
-        to_queue = [session_id for entry, session_id, _ in queueing if entry.pk in ours]
-        due = [row for entry, _, row in queueing if entry.pk in ours]
+        queued = [pair for pk, pair in queueing.items() if pk in ours]
+        to_queue = [session_id for session_id, _ in queued]
         inserted = bulk.insert_new(
             ExecutionSession,
             {
                 "id": to_queue,
-                "agent_id": [row.agent_id for row in due],
-                "owner_id": [row.owner_id for row in due],
-                "priority": [row.priority for row in due],
+                "agent_id": [row.agent_id for _, row in queued],
+                "owner_id": [row.owner_id for _, row in queued],
+                "priority": [row.priority for _, row in queued],
                 # The planned slot stays the slot; only the start waits.
                 "not_before": [
-                    slot + slots.jitter_delay(row.agent_id, slot, row.jitter_seconds) for row in due
+                    slot + slots.jitter_delay(row.agent_id, slot, row.jitter_seconds)
+                    for _, row in queued
                 ],
             },
             {"trigger": Trigger.SCHEDULE, "attempt": 1, "scheduled_for": slot},
@@ -309,8 +310,8 @@ def _queue_batch(slot: datetime, batch: list[DueAgent]) -> tuple[list[uuid.UUID]
             # the ledger was kept): no ledger row may point at nothing.
             orphans = [pk for pk in to_queue if pk not in inserted]
             ScheduleSlot.objects.filter(session_id__in=orphans).delete()
-        waiting = [row.agent_id for pk, row in zip(to_queue, due, strict=True) if pk in inserted]
-        for chunk in _chunks(waiting, _parameter_batch()):
+        waiting = [row.agent_id for session_id, row in queued if session_id in inserted]
+        for chunk in bulk.chunks(waiting):
             AIAgent.objects.filter(
                 pk__in=chunk, status__in=[AIAgent.Status.IDLE, AIAgent.Status.ERROR]
             ).update(status=AIAgent.Status.QUEUED)
@@ -318,7 +319,7 @@ def _queue_batch(slot: datetime, batch: list[DueAgent]) -> tuple[list[uuid.UUID]
             if pk in ours:
                 _cancel_others(session_ids, slot)
         for next_run_at, ids in by_next_run.items():
-            for chunk in _chunks(ids, _parameter_batch()):
+            for chunk in bulk.chunks(ids):
                 AIAgent.objects.filter(pk__in=chunk).update(next_run_at=next_run_at)
     overlapped = sum(1 for entry in ledger if entry.pk in ours and entry.outcome == Outcome.SKIPPED)
     return [pk for pk in to_queue if pk in inserted], overlapped, len(ours)
@@ -338,20 +339,10 @@ def _fires_at(spec: ScheduleSpec, slot: datetime) -> bool:
         return False
 
 
-def _parameter_batch() -> int:
-    # SQLite caps the parameters of one statement; 900 stays below every build's cap.
-    return 900 if connection.vendor == "sqlite" else 10_000
-
-
 def _dispatch_batch() -> int:
     # Big enough that statements stay few, small enough that the first runs
     # are visible well before the last are written.
-    return min(_parameter_batch(), 2000)
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    return min(bulk.parameter_batch(), 2000)
 
 
 __all__ = [

@@ -10,14 +10,15 @@ meanwhile keeps that decision, and only the rows this call wrote queue runs.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Max
 
 from agents.models import AIAgent, ExecutionSession
+from core import bulk
 from observability import metrics
 from scheduling import pacing, slots
 from scheduling.cron import next_runs, parse_cron, previous_runs
@@ -84,7 +85,7 @@ def slot_states(agent_id: uuid.UUID, moments: Sequence[datetime]) -> dict[dateti
     ledger: dict[datetime, tuple[uuid.UUID, str, uuid.UUID | None]] = {}
     top_rerun: dict[datetime, int] = {}
     ran: set[datetime] = set()
-    for chunk in _chunks(list(moments)):
+    for chunk in bulk.chunks(list(moments)):
         for pk, scheduled_for, outcome, session_id in ScheduleSlot.objects.filter(
             agent_id=agent_id, scheduled_for__in=chunk
         ).values_list("id", "scheduled_for", "outcome", "session_id"):
@@ -209,10 +210,3 @@ def _order_by_slot(sessions: Sequence[ExecutionSession]) -> None:
             session.created_at = previous + _ONE_MICROSECOND
             ExecutionSession.objects.filter(pk=session.pk).update(created_at=session.created_at)
         previous = session.created_at
-
-
-def _chunks(items: list[datetime]) -> Iterator[list[datetime]]:
-    # SQLite caps the parameters of one statement; 900 stays below every build's cap.
-    size = 900 if connection.vendor == "sqlite" else 10_000
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
